@@ -1,0 +1,3 @@
+from flexheg.cli import main
+
+main()
