@@ -134,9 +134,7 @@ def decode(data: bytes, *, what: str) -> JSONValue:
     except InputError as exc:
         raise InputError(f"{what}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"{what}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
-        ) from None
+        raise InputError(f"{what}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise InputError(f"{what}: JSON nesting is too deep") from None
     if encode(value) != data:

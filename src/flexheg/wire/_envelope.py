@@ -55,9 +55,7 @@ class Envelope:
     def sign(cls, statement: Statement, *keys: SigningKey) -> Envelope:
         payload = statement.encode()
         message = pae(PAYLOAD_TYPE, payload)
-        signatures = tuple(
-            EnvelopeSignature(key.keyid, bytes.fromhex(key.sign(message))) for key in keys
-        )
+        signatures = tuple(EnvelopeSignature(key.keyid, bytes.fromhex(key.sign(message))) for key in keys)
         return cls(payload, PAYLOAD_TYPE, signatures)
 
     def pae(self) -> bytes:
@@ -78,9 +76,7 @@ class Envelope:
     def statement(self, expected: type[S], *, what: str) -> S:
         """Parse the payload as a statement of type ``expected``."""
         if self.payload_type != PAYLOAD_TYPE:
-            raise InputError(
-                f"{what}: payload type {self.payload_type!r} is not {PAYLOAD_TYPE!r}"
-            )
+            raise InputError(f"{what}: payload type {self.payload_type!r} is not {PAYLOAD_TYPE!r}")
         return parse_statement(self.payload, expected, what=f"{what} payload")
 
     def to_dict(self) -> dict[str, Any]:
@@ -88,8 +84,7 @@ class Envelope:
             "payload": base64.b64encode(self.payload).decode("ascii"),
             "payloadType": self.payload_type,
             "signatures": [
-                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")}
-                for s in self.signatures
+                {"keyid": s.keyid, "sig": base64.b64encode(s.sig).decode("ascii")} for s in self.signatures
             ],
         }
 

@@ -6,6 +6,7 @@ which rejects any field it did not read. Unknown fields are therefore always an 
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from flexheg.errors import InputError
@@ -22,26 +23,26 @@ class Fields:
         self._where = where
         self._read: set[str] = set()
 
-    def _get(self, name: str) -> Any:
+    def _get(self, name: builtins.str) -> Any:
         self._read.add(name)
         if name not in self._value:
             raise InputError(f"{self._where}: missing required field {name!r}")
         return self._value[name]
 
-    def has(self, name: str) -> bool:
+    def has(self, name: builtins.str) -> builtins.bool:
         return name in self._value
 
-    def path(self, name: str) -> str:
+    def path(self, name: builtins.str) -> builtins.str:
         return f"{self._where}.{name}"
 
-    def raw(self, name: str) -> Any:
+    def raw(self, name: builtins.str) -> Any:
         return self._get(name)
 
-    def optional_raw(self, name: str) -> Any:
+    def optional_raw(self, name: builtins.str) -> Any:
         self._read.add(name)
         return self._value.get(name)
 
-    def str(self, name: str, *, non_empty: bool = True) -> str:
+    def str(self, name: builtins.str, *, non_empty: builtins.bool = True) -> builtins.str:
         value = self._get(name)
         if not isinstance(value, str):
             raise InputError(f"{self.path(name)}: expected a string, got {value!r}")
@@ -49,13 +50,15 @@ class Fields:
             raise InputError(f"{self.path(name)}: must not be empty")
         return value
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_str(self, name: builtins.str) -> builtins.str | None:
         if self._value.get(name) is None:
             self._read.add(name)
             return None
         return self.str(name)
 
-    def int(self, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(
+        self, name: builtins.str, *, minimum: builtins.int | None = None, maximum: builtins.int | None = None
+    ) -> builtins.int:
         value = self._get(name)
         if not isinstance(value, int) or isinstance(value, bool):
             raise InputError(f"{self.path(name)}: expected an integer, got {value!r}")
@@ -65,13 +68,13 @@ class Fields:
             raise InputError(f"{self.path(name)}: {value} is above the maximum {maximum}")
         return value
 
-    def optional_int(self, name: str, *, minimum: int | None = None) -> int | None:
+    def optional_int(self, name: builtins.str, *, minimum: builtins.int | None = None) -> builtins.int | None:
         if self._value.get(name) is None:
             self._read.add(name)
             return None
         return self.int(name, minimum=minimum)
 
-    def big_int(self, name: str) -> int:
+    def big_int(self, name: builtins.str) -> builtins.int:
         """Read a non-negative integer written as a decimal string (for values beyond 2**53)."""
         value = self._get(name)
         if not isinstance(value, str) or not value.isdigit() or not value.isascii():
@@ -80,29 +83,29 @@ class Fields:
             raise InputError(f"{self.path(name)}: {value!r} has a leading zero")
         return int(value)
 
-    def bool(self, name: str) -> bool:
+    def bool(self, name: builtins.str) -> builtins.bool:
         value = self._get(name)
         if not isinstance(value, bool):
             raise InputError(f"{self.path(name)}: expected true or false, got {value!r}")
         return value
 
-    def digest(self, name: str) -> str:
+    def digest(self, name: builtins.str) -> builtins.str:
         return check_digest(self._get(name), what=self.path(name))
 
-    def list(self, name: str) -> list[Any]:
+    def list(self, name: builtins.str) -> builtins.list[Any]:
         value = self._get(name)
         if not isinstance(value, list):
             raise InputError(f"{self.path(name)}: expected a list, got {type(value).__name__}")
         return value
 
-    def str_list(self, name: str) -> list[str]:
+    def str_list(self, name: builtins.str) -> builtins.list[builtins.str]:
         items = self.list(name)
         for index, item in enumerate(items):
             if not isinstance(item, str):
                 raise InputError(f"{self.path(name)}[{index}]: expected a string, got {item!r}")
         return items
 
-    def object(self, name: str) -> Fields:
+    def object(self, name: builtins.str) -> Fields:
         return Fields(self._get(name), self.path(name))
 
     def done(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from securesystemslib.signer import CryptoSigner, Key, Signature, SSlibKey
+from securesystemslib.signer import CryptoSigner, Key, Signature, SSlibKey  # type: ignore[attr-defined]
 
 from flexheg.errors import InputError
 from flexheg.wire._canonical import loads_strict
@@ -59,7 +59,7 @@ class PublicKey:
         """Return True if ``signature_hex`` is a valid signature of ``data`` by this key."""
         try:
             self.key.verify_signature(Signature(self.keyid, signature_hex), data)
-        except Exception:  # noqa: BLE001 - securesystemslib raises several unrelated types
+        except Exception:
             return False
         return True
 
@@ -100,7 +100,7 @@ class SigningKey:
         return signature
 
     def private_pem(self) -> bytes:
-        private = self.signer._private_key  # noqa: SLF001 - CryptoSigner has no public accessor
+        private = self.signer._private_key
         pem: bytes = private.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
