@@ -38,6 +38,7 @@ class Reason(enum.StrEnum):
     # Location and licensing.
     LOCATION_UNVERIFIED = "location-unverified"
     OUTSIDE_REGION = "outside-region"
+    WRONG_DEVICE = "wrong-device"
 
 
 class FlexhegError(Exception):
