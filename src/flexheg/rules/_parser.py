@@ -37,6 +37,9 @@ from flexheg.rules._facts import FACTS, MAX_FLOP, FactType
 
 MAX_SOURCE_LENGTH = 4096
 MAX_DEPTH = 48
+MAX_TREE_DEPTH = 96
+"""Deepest parsed tree, chains of binary operators included. The compiled evaluators recurse once
+per level, and CPython rejects generated code nested more than 200 parentheses deep."""
 
 _TOKEN_RE = re.compile(
     r"""
@@ -107,6 +110,10 @@ class _Parser:
             self.fail(f"unexpected {value!r}", position)
         if type_of(expr) is not FactType.BOOL:
             self.fail("a rule condition must be a boolean expression", 0)
+        if _tree_depth(expr) > MAX_TREE_DEPTH:
+            self.fail(
+                f"expression is more than {MAX_TREE_DEPTH} operators deep; split it into several rules", 0
+            )
         return expr
 
     def parse_or(self) -> Expr:
@@ -238,12 +245,12 @@ class _Parser:
             number = Decimal(text)
         except InvalidOperation:
             self.fail(f"invalid number {text!r}", position)
+        # Compare as a Decimal first: int() of a huge exponent such as 1e999999999 never returns.
+        if number > MAX_FLOP:
+            self.fail(f"{text} is above the largest allowed number 1e32", position)
         if number != number.to_integral_value():
             self.fail(f"{text} is not an integer; rules use exact integers only", position)
-        value = int(number)
-        if value > MAX_FLOP:
-            self.fail(f"{text} is above the largest allowed number 1e32", position)
-        return value
+        return int(number)
 
     def parse_string(self, token: str, position: int) -> str:
         body = token[1:-1]
@@ -277,6 +284,22 @@ class _Parser:
     def check_int(self, left: Expr, right: Expr, op: str, position: int) -> None:
         if type_of(left) is not FactType.INT or type_of(right) is not FactType.INT:
             self.fail(f"{op!r} needs integer operands", position)
+
+
+def _tree_depth(expr: Expr) -> int:
+    """Return the depth of a tree without recursion, so that a long operator chain cannot overflow."""
+    deepest = 0
+    stack: list[tuple[Expr, int]] = [(expr, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Not | Neg):
+            stack.append((node.operand, depth + 1))
+        elif isinstance(node, BoolOp | Compare | Arith):
+            stack += [(node.left, depth + 1), (node.right, depth + 1)]
+        elif isinstance(node, In):
+            stack += [(node.item, depth + 1), (node.container, depth + 1)]
+    return deepest
 
 
 def parse_expression(source: str, *, caps: Mapping[str, int] | None = None, where: str = "rule") -> Expr:
