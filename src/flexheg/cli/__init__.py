@@ -1,7 +1,7 @@
 """The ``flexheg`` command.
 
-Each command group lives in its own module and exposes a ``typer.Typer`` named ``app``; the
-groups are listed in ``_GROUPS``. Modules import heavy dependencies (NumPy, SQLAlchemy, torch)
+Each command group lives in its own module and exposes a ``typer.Typer`` named ``app`` (or, for
+a single command, a function named ``command``); the groups are listed in ``_GROUPS``. Modules import heavy dependencies (NumPy, SQLAlchemy, torch)
 inside their command functions, so that ``flexheg --help`` stays fast.
 """
 
@@ -38,8 +38,11 @@ _GROUPS: list[tuple[str, str, str]] = [
 def _register() -> None:
     for name, module_name, help_text in _GROUPS:
         module = importlib.import_module(module_name)
-        sub_app: typer.Typer = module.app
-        app.add_typer(sub_app, name=name, help=help_text)
+        if hasattr(module, "command"):
+            app.command(name, help=help_text)(module.command)
+        else:
+            sub_app: typer.Typer = module.app
+            app.add_typer(sub_app, name=name, help=help_text)
 
 
 @app.callback()

@@ -1,0 +1,156 @@
+"""``flexheg device``: provision and operate an emulated guarantee processor."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flexheg.attest import EvidenceBundle
+from flexheg.cli._files import read_bytes, read_envelope, read_json, write_json
+from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
+from flexheg.device import Device
+from flexheg.errors import Reason, Rejected
+from flexheg.rules import parse_workload
+from flexheg.wire import load_signing_key
+
+app = typer.Typer(no_args_is_help=True)
+
+DeviceDir = Annotated[Path, typer.Argument(help="Device folder.")]
+Approvals = Annotated[list[Path], typer.Option("--approval", help="Approval file; repeat for each.")]
+
+
+@app.command("provision")
+@handle_errors
+def provision(
+    folder: DeviceDir,
+    agreement: Annotated[Path, typer.Option(help="Agreement file to write into the device.")],
+    manufacturer_key: Annotated[Path, typer.Option(help="Manufacturer private key (.pem).")],
+    device_id: Annotated[str, typer.Option(help="Unique device id.")],
+    model: Annotated[str, typer.Option(help="Device model name.")] = "flexheg-emulated",
+    json: JsonOption = False,
+) -> None:
+    """Assemble a device: write the agreement, create and certify its identity key."""
+    device = Device.provision(
+        folder,
+        agreement_payload=read_bytes(agreement, what="agreement"),
+        manufacturer_key=load_signing_key(manufacturer_key),
+        device_id=device_id,
+        model=model,
+    )
+    emit({"ok": True, **device.status()}, as_json=json, text=f"provisioned {device_id} in {folder}")
+
+
+@app.command("install")
+@handle_errors
+def install(
+    folder: DeviceDir,
+    update: Annotated[Path, typer.Argument(help="Update file.")],
+    approval: Approvals,
+    json: JsonOption = False,
+) -> None:
+    """Install a ruleset update with its approvals."""
+    payload = read_bytes(update, what="update")
+    approvals = [read_envelope(path) for path in approval]
+    result = Device(folder).install(payload, approvals)
+    emit(
+        {
+            "ok": True,
+            "version": result.version,
+            "digest": result.digest,
+            "not_after": result.not_after,
+            "approvals": result.approvals.to_dict(),
+        },
+        as_json=json,
+        text=f"installed version {result.version}: {result.approvals.describe()}",
+    )
+
+
+@app.command("extend")
+@handle_errors
+def extend(
+    folder: DeviceDir,
+    extension: Annotated[Path, typer.Argument(help="Extension file.")],
+    approval: Approvals,
+    json: JsonOption = False,
+) -> None:
+    """Extend the installed update's lifetime with approvals."""
+    payload = read_bytes(extension, what="extension")
+    approvals = [read_envelope(path) for path in approval]
+    result = Device(folder).extend(payload, approvals)
+    emit(
+        {
+            "ok": True,
+            "version": result.version,
+            "serial": result.serial,
+            "not_after": result.not_after,
+            "approvals": result.approvals.to_dict(),
+        },
+        as_json=json,
+        text=f"extended version {result.version} to {result.not_after}: {result.approvals.describe()}",
+    )
+
+
+@app.command("admit")
+@handle_errors
+def admit(
+    folder: DeviceDir,
+    workload: Annotated[Path, typer.Argument(help="Workload descriptor (JSON).")],
+    json: JsonOption = False,
+) -> None:
+    """Ask the device to admit a workload; exit 1 if the active rules deny it."""
+    facts = parse_workload(read_json(workload, what="workload descriptor"), what=str(workload))
+    result = Device(folder).admit(facts)
+    document = {
+        "ok": result.decision.allowed,
+        "mode": result.mode.value,
+        "run_id": result.run_id,
+        "run_flop_total": str(result.flop_total),
+        **result.decision.to_dict(),
+    }
+    if not result.decision.allowed:
+        document["reason_code"] = Reason.WORKLOAD_DENIED.value
+    verdict = "admitted" if result.decision.allowed else "denied"
+    emit(document, as_json=json, text=f"{verdict} by rule {result.decision.rule}: {result.decision.reason}")
+    if not result.decision.allowed:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@app.command("attest")
+@handle_errors
+def attest(
+    folder: DeviceDir,
+    nonce: Annotated[str, typer.Option(help="The verifier's nonce (hex).")],
+    out: Annotated[Path, typer.Option(help="Evidence file to write.")],
+    json: JsonOption = False,
+) -> None:
+    """Sign evidence of the device's state for a verifier's nonce."""
+    device = Device(folder)
+    evidence = device.attest(nonce)
+    bundle = EvidenceBundle(evidence, device.certificate())
+    write_json(out, bundle.to_dict())
+    emit({"ok": True, "evidence": str(out)}, as_json=json, text=f"wrote evidence to {out}")
+
+
+@app.command("status")
+@handle_errors
+def status(folder: DeviceDir, json: JsonOption = False) -> None:
+    """Show the device's mode, installed version, expiry and counters."""
+    document = Device(folder).status()
+    emit(document, as_json=json)
+    if document.get("disabled"):
+        raise Rejected(Reason.DEVICE_DISABLED, f"the device is disabled: {document['reason']}")
+
+
+@app.command("power-log")
+@handle_errors
+def power_log(
+    folder: DeviceDir,
+    out: Annotated[Path, typer.Option(help="File to write the power log entries to.")],
+    json: JsonOption = False,
+) -> None:
+    """Export the hash-chained power log for an inspector."""
+    entries = Device(folder).power_log()
+    write_json(out, entries)
+    emit({"ok": True, "entries": len(entries), "out": str(out)}, as_json=json)

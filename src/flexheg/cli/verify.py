@@ -1,0 +1,44 @@
+"""``flexheg verify``: check evidence and proofs with public keys only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flexheg.attest import EvidenceBundle, appraise
+from flexheg.cli._files import read_bytes
+from flexheg.cli._output import JsonOption, emit, handle_errors
+from flexheg.wire import parse_time
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("evidence")
+@handle_errors
+def evidence(
+    path: Annotated[Path, typer.Argument(help="Evidence file from 'flexheg device attest'.")],
+    agreement: Annotated[Path, typer.Option(help="The agreement the device should run under.")],
+    nonce: Annotated[str, typer.Option(help="The nonce you gave the device.")],
+    max_age: Annotated[int, typer.Option(help="Accept evidence at most this many seconds old.")] = 300,
+    at: Annotated[
+        str | None, typer.Option(help="Appraise as of this time (RFC 3339) instead of now.")
+    ] = None,
+    json: JsonOption = False,
+) -> None:
+    """Appraise device evidence against the manufacturer keys and the agreement."""
+    bundle = EvidenceBundle.from_json(read_bytes(path, what="evidence"), what=str(path))
+    result = appraise(
+        bundle,
+        agreement_payload=read_bytes(agreement, what="agreement"),
+        nonce=nonce,
+        now=parse_time(at) if at else int(time.time()),
+        max_age=max_age,
+    )
+    emit(
+        {"ok": True, **result.to_dict()},
+        as_json=json,
+        text=f"verified {result.device_id}: mode {result.evidence.mode}, version {result.evidence.ruleset_version}",
+    )

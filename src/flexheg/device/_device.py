@@ -1,0 +1,222 @@
+"""The emulated device: the pure processor, its sealed store and its clock, in one folder.
+
+Every operation reads the clock once, loads and checks the sealed state under a folder lock,
+runs the pure operation, and saves the new state only if the operation succeeded. Input errors
+and rejections leave ``state.json`` byte-identical.
+
+The device clock is the host clock plus an emulator offset, but never earlier than the persisted
+high-water mark, so moving the host clock back never revives an expired update.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from flexheg.device import _processor as processor
+from flexheg.device._agreement import Agreement
+from flexheg.device._power import power_log_head
+from flexheg.device._state import DeviceState, Mode
+from flexheg.device._statements import DeviceCertificate
+from flexheg.device._store import IDENTITY_FILE, IntegrityError, SealedStore
+from flexheg.errors import InputError, Reason, Rejected
+from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+HostClock = Callable[[], float]
+
+
+class Device:
+    """One emulated guarantee processor stored in ``folder``."""
+
+    def __init__(self, folder: Path, *, host_clock: HostClock = time.time) -> None:
+        self.folder = Path(folder)
+        self.store = SealedStore(self.folder)
+        self._host_clock = host_clock
+
+    # Provisioning.
+
+    @classmethod
+    def provision(
+        cls,
+        folder: Path,
+        *,
+        agreement_payload: bytes,
+        manufacturer_key: SigningKey,
+        device_id: str,
+        model: str = "flexheg-emulated",
+        host_clock: HostClock = time.time,
+    ) -> Device:
+        """Assemble a device: write the agreement, make an identity key and certify it."""
+        agreement = parse_statement(agreement_payload, Agreement, what="agreement")
+        manufacturer_ids = {k.keyid for k in agreement.manufacturers}
+        if manufacturer_key.keyid not in manufacturer_ids:
+            raise InputError(
+                "the manufacturer key is not listed in the agreement; pass the key whose public half "
+                "was given to 'flexheg agreement create --manufacturer'"
+            )
+        device = cls(folder, host_clock=host_clock)
+        now = int(host_clock())
+        identity = SigningKey.generate()
+        certificate = DeviceCertificate(
+            device_id, identity.public, model, sha256_digest(agreement_payload), now
+        )
+        state = DeviceState(
+            device_id=device_id,
+            agreement_payload=agreement_payload,
+            agreement=agreement,
+            certificate=Envelope.sign(certificate, manufacturer_key),
+            clock_high_water=now,
+        )
+        state = processor.power_event(state, "power-on", now)
+        device.store.create(state.to_dict())
+        device.store.write_key(IDENTITY_FILE, identity.private_pem())
+        logger.info("provisioned device %s in %s", device_id, folder)
+        return device
+
+    # Loading and saving.
+
+    def _load(self) -> DeviceState | None:
+        """Load the state; None when disabled. An integrity failure triggers the tamper response."""
+        if not self.store.is_device_folder():
+            raise InputError(
+                f"{self.folder}: not a device folder; create one with 'flexheg device provision'"
+            )
+        if self.store.is_disabled():
+            return None
+        try:
+            raw = self.store.load()
+            return DeviceState.from_dict(raw)
+        except (IntegrityError, InputError) as exc:
+            self.store.erase_keys(f"sealed state failed its integrity check: {exc}", int(self._host_clock()))
+            return None
+
+    def now(self, state: DeviceState) -> int:
+        """Return the device time: host time plus the emulator offset, never below the high-water mark."""
+        return max(int(self._host_clock()) + state.clock_offset, state.clock_high_water)
+
+    def _operate(self, operation: Callable[[DeviceState | None, int], tuple[DeviceState, T]]) -> T:
+        with self.store.locked():
+            state = self._load()
+            now = self.now(state) if state is not None else int(self._host_clock())
+            new_state, result = operation(state, now)
+            self.store.save(new_state.to_dict())
+            return result
+
+    def _identity_key(self) -> SigningKey:
+        return SigningKey.from_private_bytes(self.store.read_key(IDENTITY_FILE), what="device identity key")
+
+    # Operations.
+
+    def install(self, payload: bytes, approvals: Sequence[Envelope]) -> processor.InstallResult:
+        return self._operate(lambda state, now: processor.install(state, payload, approvals, now))
+
+    def extend(self, payload: bytes, approvals: Sequence[Envelope]) -> processor.ExtendResult:
+        return self._operate(lambda state, now: processor.extend(state, payload, approvals, now))
+
+    def admit(self, facts: dict[str, Any]) -> processor.AdmitResult:
+        return self._operate(
+            lambda state, now: processor.admit(state, facts, now, extra_facts=self._device_facts(state, now))
+        )
+
+    def meter(self, run_id: str, flop: int) -> processor.AdmitResult:
+        return self._operate(
+            lambda state, now: processor.meter(
+                state, run_id, flop, now, extra_facts=self._device_facts(state, now)
+            )
+        )
+
+    def attest(self, nonce: str) -> Envelope:
+        """Return an evidence file document: the signed evidence and the device certificate."""
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, Envelope]:
+            enabled = processor._check_enabled(state)
+            return processor.attest(enabled, self._identity_key(), nonce, now)
+
+        return self._operate(run)
+
+    def certificate(self) -> Envelope:
+        with self.store.locked():
+            state = processor._check_enabled(self._load())
+            return state.certificate
+
+    def power(self, event: str) -> None:
+        self._operate(lambda state, now: (processor.power_event(state, event, now), None))
+
+    def status(self) -> dict[str, Any]:
+        """Return the device's state for people and scripts; reports a disabled device too."""
+        with self.store.locked():
+            state = self._load()
+            if state is None:
+                return {
+                    "device": self.folder.name,
+                    "mode": Mode.DISABLED.value,
+                    "disabled": True,
+                    "reason": self.store.disabled_reason(),
+                }
+            now = self.now(state)
+            installed = state.installed
+            mode = processor.mode_at(state, now)
+            return {
+                "device_id": state.device_id,
+                "disabled": False,
+                "mode": mode.value,
+                "time": now,
+                "agreement": state.agreement_digest,
+                "installed_version": installed.update.version if installed else None,
+                "installed_digest": installed.digest if installed else None,
+                "not_after": installed.not_after if installed else None,
+                "extension_serial": installed.extension_serial if installed else 0,
+                "highest_version": state.highest_version,
+                "runs": {run_id: str(run.flop_used) for run_id, run in state.runs.items()},
+                "counters": state.counters,
+                "power_log_head": power_log_head(state.power_log),
+                "power_log_count": len(state.power_log),
+            }
+
+    def power_log(self) -> list[dict[str, Any]]:
+        with self.store.locked():
+            state = processor._check_enabled(self._load())
+            return [event.to_dict() for event in state.power_log]
+
+    def state(self) -> DeviceState | None:
+        with self.store.locked():
+            return self._load()
+
+    # Emulator-only actions: a real device never offers these to its owner.
+
+    def emulator_advance_clock(self, seconds: int) -> int:
+        """Move the device clock forward by ``seconds``; return the new device time."""
+        if seconds < 0:
+            raise InputError(f"cannot move the device clock back ({seconds} s); it only moves forward")
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, int]:
+            enabled = processor._check_enabled(state)
+            new_now = now + seconds
+            offset = new_now - int(self._host_clock())
+            return dataclasses.replace(enabled, clock_offset=offset, clock_high_water=new_now), new_now
+
+        return self._operate(run)
+
+    def emulator_tamper(self, sensor: str = "enclosure") -> None:
+        """Fire a tamper sensor: erase the keys and disable the device for good."""
+        with self.store.locked():
+            if not self.store.is_device_folder():
+                raise InputError(f"{self.folder}: not a device folder")
+            self.store.erase_keys(f"tamper sensor fired: {sensor}", int(self._host_clock()))
+
+    def _device_facts(self, state: DeviceState | None, now: int) -> dict[str, Any]:
+        del state, now
+        return {}
+
+
+def require_enabled(device: Device) -> None:
+    if device.store.is_disabled():
+        raise Rejected(Reason.DEVICE_DISABLED, f"device disabled: {device.store.disabled_reason()}")

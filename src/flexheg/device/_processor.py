@@ -1,0 +1,452 @@
+"""The guarantee processor as a pure state machine.
+
+Every operation takes the current state, its input bytes and the device time ``now`` (a tick),
+and returns a new state with a result, or raises :class:`~flexheg.errors.Rejected` and leaves the
+state untouched. Nothing here reads files, sockets or clocks; :class:`flexheg.device.Device`
+does that around these functions.
+
+Invariants that every operation keeps (the property tests check them):
+
+* ``highest_version`` never decreases, and no update with a version at or below it is installed.
+* An update is active only while ``now < not_after``; once it has expired, nothing revives it.
+* ``not_after`` of an update never moves back, and extensions add at most ``max_extension``.
+* Per-run metered compute only grows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from flexheg.device._agreement import Agreement
+from flexheg.device._power import append_power_event, power_log_head
+from flexheg.device._state import DeviceState, Installed, Mode, RunAccount
+from flexheg.device._statements import Evidence, LifetimeExtension
+from flexheg.errors import InputError, Reason, Rejected
+from flexheg.policy import Action, PolicyResult, evaluate, require, verify_approvals
+from flexheg.rules import Decision, Ruleset, RulesetUpdate, SuccessionKind
+from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InstallResult:
+    version: int
+    digest: str
+    not_after: int
+    approvals: PolicyResult
+
+
+@dataclass(frozen=True)
+class ExtendResult:
+    version: int
+    serial: int
+    not_after: int
+    approvals: PolicyResult
+
+
+@dataclass(frozen=True)
+class AdmitResult:
+    decision: Decision
+    run_id: str
+    flop_total: int
+    mode: Mode
+
+
+def _check_enabled(state: DeviceState | None) -> DeviceState:
+    if state is None:
+        raise Rejected(
+            Reason.DEVICE_DISABLED,
+            "the device is disabled: its keys were erased after a tamper response",
+            expected="an enabled device",
+            actual="disabled",
+        )
+    return state
+
+
+def mode_at(state: DeviceState, now: int) -> Mode:
+    """Return whether the installed update, the baseline, or nothing governs the device."""
+    if state.installed is not None and now < state.installed.not_after:
+        return Mode.ACTIVE
+    if state.agreement.baseline is not None:
+        return Mode.BASELINE
+    return Mode.LOCKDOWN
+
+
+def active_ruleset(state: DeviceState, now: int) -> Ruleset | None:
+    mode = mode_at(state, now)
+    if mode is Mode.ACTIVE:
+        assert state.installed is not None
+        return state.installed.update.ruleset
+    if mode is Mode.BASELINE:
+        return state.agreement.baseline
+    return None
+
+
+def _bump(state: DeviceState, counter: str) -> dict[str, int]:
+    counters = dict(state.counters)
+    counters[counter] = counters.get(counter, 0) + 1
+    return counters
+
+
+def _parse_subject(payload: bytes, cls: type[Any], what: str) -> Any:
+    try:
+        return parse_statement(payload, cls, what=what)
+    except InputError as exc:
+        raise Rejected(Reason.MALFORMED, str(exc)) from None
+
+
+def _check_approvals(
+    agreement: Agreement,
+    agreement_digest: str,
+    approvals: Sequence[Envelope],
+    *,
+    action: Action,
+    subject: str,
+    now: int,
+) -> PolicyResult:
+    verified = verify_approvals(
+        approvals, agreement.approvers, agreement=agreement_digest, action=action, subject=subject
+    )
+    result = evaluate(agreement.policy(action), agreement.approvers, verified, action=action, now=now)
+    require(result, action=action)
+    return result
+
+
+def check_succession(previous: RulesetUpdate, update: RulesetUpdate) -> None:
+    """Check the succession rules of ``previous`` that are cheap enough for the device.
+
+    Ratchet and baseline-rights rules need a prover; approvers check them before signing, so they
+    are not checked here.
+    """
+    for rule in previous.ruleset.succession:
+        if rule.kind is SuccessionKind.MAX_LIFETIME and update.lifetime > rule.seconds:
+            raise Rejected(
+                Reason.SUCCESSION_RULE_VIOLATED,
+                f"version {previous.version} limits successors' lifetime",
+                expected=f"lifetime <= {rule.seconds} s",
+                actual=f"{update.lifetime} s",
+            )
+        if rule.kind is SuccessionKind.KEEP_RULE:
+            kept = previous.ruleset.rule(rule.rule)
+            if kept is None or update.ruleset.rule(rule.rule) != kept:
+                raise Rejected(
+                    Reason.SUCCESSION_RULE_VIOLATED,
+                    f"version {previous.version} requires rule {rule.rule!r} to be kept verbatim",
+                    expected=f"rule {rule.rule!r} unchanged",
+                    actual="changed or removed",
+                )
+        if rule.kind in (SuccessionKind.CAP_NOT_LOWER, SuccessionKind.CAP_NOT_HIGHER):
+            old_value = previous.ruleset.caps[rule.cap]
+            new_value = update.ruleset.caps.get(rule.cap)
+            lower = rule.kind is SuccessionKind.CAP_NOT_LOWER
+            if new_value is None or (new_value < old_value if lower else new_value > old_value):
+                bound = ">=" if lower else "<="
+                raise Rejected(
+                    Reason.SUCCESSION_RULE_VIOLATED,
+                    f"version {previous.version} requires cap {rule.cap!r} {bound} {old_value}",
+                    expected=f"{rule.cap} {bound} {old_value}",
+                    actual="missing" if new_value is None else str(new_value),
+                )
+
+
+def install(
+    state: DeviceState | None, payload: bytes, approvals: Sequence[Envelope], now: int
+) -> tuple[DeviceState, InstallResult]:
+    """Install a ruleset update.
+
+    Steps:
+      1. the device is enabled (``device-disabled``);
+      2. the update parses (``malformed``) and names this agreement (``wrong-agreement``);
+      3. its approvals verify and satisfy the install policy (``malformed``, ``wrong-agreement``,
+         ``digest-mismatch``, ``unknown-signer``, ``bad-signature``, ``insufficient-approvals``);
+      4. its version is above every version ever installed (``rollback``);
+      5. it has not expired (``expired``) and its lifetime is within the agreement's maximum;
+      6. it satisfies the previous update's device-checked succession rules
+         (``succession-rule-violated``).
+    """
+    # Step 1.
+    state = _check_enabled(state)
+
+    # Step 2.
+    update: RulesetUpdate = _parse_subject(payload, RulesetUpdate, "update")
+    digest = sha256_digest(payload)
+    if update.agreement != state.agreement_digest:
+        raise Rejected(
+            Reason.WRONG_AGREEMENT,
+            "the update is for another agreement",
+            expected=state.agreement_digest,
+            actual=update.agreement,
+        )
+
+    # Step 3.
+    result = _check_approvals(
+        state.agreement, state.agreement_digest, approvals, action=Action.INSTALL, subject=digest, now=now
+    )
+
+    # Step 4.
+    if update.version <= state.highest_version:
+        raise Rejected(
+            Reason.ROLLBACK,
+            f"version {update.version} is not newer than version {state.highest_version}",
+            expected=f"version > {state.highest_version}",
+            actual=f"version {update.version}",
+        )
+
+    # Step 5.
+    if now >= update.not_after:
+        raise Rejected(
+            Reason.EXPIRED,
+            f"version {update.version} expired before it was installed",
+            expected=f"device time < {update.not_after}",
+            actual=f"device time {now}",
+        )
+    if update.lifetime > state.agreement.max_lifetime:
+        raise Rejected(
+            Reason.SUCCESSION_RULE_VIOLATED,
+            "the update's lifetime exceeds the agreement's maximum lifetime",
+            expected=f"lifetime <= {state.agreement.max_lifetime} s",
+            actual=f"{update.lifetime} s",
+        )
+
+    # Step 6.
+    if state.installed is not None:
+        check_succession(state.installed.update, update)
+
+    installed = Installed(payload, update, digest, update.not_after)
+    new_state = dataclasses.replace(
+        state,
+        installed=installed,
+        highest_version=update.version,
+        counters=_bump(state, "installs"),
+        clock_high_water=max(state.clock_high_water, now),
+    )
+    logger.debug("installed ruleset version %d (%s)", update.version, digest)
+    return new_state, InstallResult(update.version, digest, update.not_after, result)
+
+
+def extend(
+    state: DeviceState | None, payload: bytes, approvals: Sequence[Envelope], now: int
+) -> tuple[DeviceState, ExtendResult]:
+    """Extend the lifetime of the installed update.
+
+    Steps:
+      1. the device is enabled (``device-disabled``);
+      2. the extension parses (``malformed``) and names this agreement (``wrong-agreement``);
+      3. its approvals verify and satisfy the extend policy;
+      4. it is bound to the installed update's digest (``extension-mismatch``);
+      5. the installed update has not expired (``expired``);
+      6. its serial is above the last one accepted, and it moves expiry forward (``rollback``);
+      7. the total extension stays within the agreement's cap (``extension-exceeds-cap``).
+    """
+    # Step 1.
+    state = _check_enabled(state)
+
+    # Step 2.
+    extension: LifetimeExtension = _parse_subject(payload, LifetimeExtension, "extension")
+    digest = sha256_digest(payload)
+    if extension.agreement != state.agreement_digest:
+        raise Rejected(
+            Reason.WRONG_AGREEMENT,
+            "the extension is for another agreement",
+            expected=state.agreement_digest,
+            actual=extension.agreement,
+        )
+
+    # Step 3.
+    result = _check_approvals(
+        state.agreement, state.agreement_digest, approvals, action=Action.EXTEND, subject=digest, now=now
+    )
+
+    # Step 4.
+    installed = state.installed
+    if installed is None or extension.update != installed.digest:
+        raise Rejected(
+            Reason.EXTENSION_MISMATCH,
+            "the extension is bound to an update that is not installed",
+            expected=installed.digest if installed else "an installed update",
+            actual=extension.update,
+        )
+
+    # Step 5.
+    if now >= installed.not_after:
+        raise Rejected(
+            Reason.EXPIRED,
+            f"version {installed.update.version} has expired; an expired update cannot be extended",
+            expected=f"device time < {installed.not_after}",
+            actual=f"device time {now}",
+        )
+
+    # Step 6.
+    if extension.serial <= installed.extension_serial:
+        raise Rejected(
+            Reason.ROLLBACK,
+            f"extension serial {extension.serial} was already superseded",
+            expected=f"serial > {installed.extension_serial}",
+            actual=f"serial {extension.serial}",
+        )
+    if extension.not_after <= installed.not_after:
+        raise Rejected(
+            Reason.ROLLBACK,
+            "the extension does not move the expiry forward",
+            expected=f"not_after > {installed.not_after}",
+            actual=f"not_after {extension.not_after}",
+        )
+
+    # Step 7.
+    extended_by = extension.not_after - installed.update.not_after
+    if extended_by > state.agreement.max_extension:
+        raise Rejected(
+            Reason.EXTENSION_EXCEEDS_CAP,
+            f"the extension would add {extended_by} s to version {installed.update.version}",
+            expected=f"at most {state.agreement.max_extension} s in total",
+            actual=f"{extended_by} s",
+        )
+
+    new_installed = dataclasses.replace(
+        installed, not_after=extension.not_after, extension_serial=extension.serial, extended_by=extended_by
+    )
+    new_state = dataclasses.replace(
+        state,
+        installed=new_installed,
+        counters=_bump(state, "extensions"),
+        clock_high_water=max(state.clock_high_water, now),
+    )
+    logger.debug(
+        "extended version %d to %d (serial %d)", extension.version, extension.not_after, extension.serial
+    )
+    return new_state, ExtendResult(extension.version, extension.serial, extension.not_after, result)
+
+
+def _decide(
+    state: DeviceState, facts: Mapping[str, Any], now: int, extra_facts: Mapping[str, Any]
+) -> tuple[Decision, Mode]:
+    mode = mode_at(state, now)
+    ruleset = active_ruleset(state, now)
+    if ruleset is None:
+        return Decision(
+            False, None, "the device is locked down: no update is active and there is no baseline"
+        ), mode
+    all_facts = {**facts, **extra_facts, "device.id": state.device_id}
+    return ruleset.decide(all_facts), mode
+
+
+def admit(
+    state: DeviceState | None,
+    facts: Mapping[str, Any],
+    now: int,
+    *,
+    extra_facts: Mapping[str, Any] | None = None,
+) -> tuple[DeviceState, AdmitResult]:
+    """Decide whether a workload may start, and charge its declared FLOP to its run if allowed.
+
+    ``facts`` come from :func:`flexheg.rules.parse_workload`; ``extra_facts`` carries device-level
+    facts (license, location) computed by the caller. A denial is a result, not an exception:
+    the new state counts it.
+    """
+    state = _check_enabled(state)
+    run_id = str(facts["workload.run_id"])
+    account = state.runs.get(run_id)
+    used = account.flop_used if account is not None else 0
+    flop_total = used + int(facts["workload.flop"])
+    decision, mode = _decide(state, {**facts, "run.flop_total": flop_total}, now, extra_facts or {})
+    runs = dict(state.runs)
+    if decision.allowed:
+        runs[run_id] = RunAccount(flop_total, dict(facts))
+    counter = "admitted" if decision.allowed else "denied"
+    new_state = dataclasses.replace(
+        state, runs=runs, counters=_bump(state, counter), clock_high_water=max(state.clock_high_water, now)
+    )
+    return new_state, AdmitResult(decision, run_id, flop_total if decision.allowed else used, mode)
+
+
+def meter(
+    state: DeviceState | None,
+    run_id: str,
+    flop: int,
+    now: int,
+    *,
+    extra_facts: Mapping[str, Any] | None = None,
+) -> tuple[DeviceState, AdmitResult]:
+    """Charge metered FLOP of one step to an admitted run, re-checking the active rules.
+
+    The step is judged with the facts the run was admitted with, ``workload.flop`` set to the
+    step's FLOP and ``run.flop_total`` to the run's total including the step, so a cap holds over
+    the whole run. A denied step is not charged.
+    """
+    state = _check_enabled(state)
+    account = state.runs.get(run_id)
+    if account is None:
+        raise Rejected(
+            Reason.WORKLOAD_DENIED,
+            f"run {run_id!r} was never admitted on this device",
+            expected="an admitted run",
+            actual=run_id,
+        )
+    if flop < 0:
+        raise InputError(f"metered FLOP must not be negative, got {flop}")
+    flop_total = account.flop_used + flop
+    facts = {**account.facts, "workload.flop": flop, "run.flop_total": flop_total}
+    decision, mode = _decide(state, facts, now, extra_facts or {})
+    runs = dict(state.runs)
+    if decision.allowed:
+        runs[run_id] = RunAccount(flop_total, account.facts)
+    counters = _bump(state, "metered_steps" if decision.allowed else "denied")
+    new_state = dataclasses.replace(
+        state, runs=runs, counters=counters, clock_high_water=max(state.clock_high_water, now)
+    )
+    return new_state, AdmitResult(
+        decision, run_id, flop_total if decision.allowed else account.flop_used, mode
+    )
+
+
+def power_event(state: DeviceState | None, event: str, now: int) -> DeviceState:
+    """Append a power-on or power-off event to the hash-chained power log."""
+    state = _check_enabled(state)
+    return dataclasses.replace(
+        state,
+        power_log=append_power_event(state.power_log, event, now),
+        clock_high_water=max(state.clock_high_water, now),
+    )
+
+
+def attest(
+    state: DeviceState | None,
+    identity_key: SigningKey,
+    nonce: str,
+    now: int,
+    *,
+    license_claims: dict[str, Any] | None = None,
+    location_claims: dict[str, Any] | None = None,
+) -> tuple[DeviceState, Envelope]:
+    """Sign evidence of the device's state, bound to the verifier's ``nonce``."""
+    state = _check_enabled(state)
+    if not nonce or len(nonce) > 256:
+        raise InputError("the nonce must be 1 to 256 characters; use 32 random bytes in hex")
+    mode = mode_at(state, now)
+    installed = state.installed
+    evidence = Evidence(
+        device_id=state.device_id,
+        nonce=nonce,
+        time=now,
+        agreement=state.agreement_digest,
+        mode=mode.value,
+        ruleset_version=installed.update.version if installed and mode is Mode.ACTIVE else 0,
+        ruleset_digest=installed.digest if installed and mode is Mode.ACTIVE else None,
+        not_after=installed.not_after if installed else None,
+        extension_serial=installed.extension_serial if installed else 0,
+        counters=_bump(state, "attestations"),
+        power_log_head=power_log_head(state.power_log),
+        power_log_count=len(state.power_log),
+        checkpoint=state.checkpoint,
+        license=license_claims,
+        location=location_claims,
+    )
+    new_state = dataclasses.replace(
+        state, counters=evidence.counters, clock_high_water=max(state.clock_high_water, now)
+    )
+    return new_state, Envelope.sign(evidence, identity_key)
