@@ -32,6 +32,8 @@ _GROUPS: list[tuple[str, str, str]] = [
     ("emulator", "flexheg.cli.emulator", "Emulator-only actions that no real device allows."),
     ("verify", "flexheg.cli.verify", "Verify evidence and proofs with public keys only."),
     ("demo", "flexheg.cli.demo", "Run the treaty scenario end to end."),
+    ("analyze", "flexheg.cli.analyze", "Stability, detection odds and fleet simulation."),
+    ("chips", "flexheg.cli.chips", "Classify chips under export-control thresholds."),
 ]
 
 
