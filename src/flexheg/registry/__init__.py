@@ -48,13 +48,7 @@ from flexheg.registry._oversight import (
     draw_research_samples,
 )
 from flexheg.registry._parties import PartyRole
-from flexheg.registry._powerlog import (
-    PowerEvent,
-    PowerOffGap,
-    build_power_log,
-    power_off_gaps,
-    verify_power_log,
-)
+from flexheg.registry._powerlog import PowerOffGap, power_off_gaps
 from flexheg.registry._principals import AuthenticatedPrincipal
 from flexheg.registry._registry import Registry
 from flexheg.registry._sampling import ALGORITHM as SAMPLING_ALGORITHM
@@ -76,7 +70,6 @@ __all__ = [
     "NewEntity",
     "NotFoundError",
     "PartyRole",
-    "PowerEvent",
     "PowerOffGap",
     "RefusalReason",
     "Registry",
@@ -87,7 +80,6 @@ __all__ = [
     "allocate",
     "allocate_to_customers",
     "assign_to_testing",
-    "build_power_log",
     "detection_report",
     "distance_km",
     "draw_extensive_testing",
@@ -95,5 +87,4 @@ __all__ = [
     "power_off_gaps",
     "public_key_from_hex",
     "select_sample",
-    "verify_power_log",
 ]

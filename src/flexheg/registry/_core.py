@@ -18,6 +18,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from flexheg.device import DeviceCertificate
 from flexheg.errors import InputError
 from flexheg.registry._db import Database
 from flexheg.registry._entities import (
@@ -39,6 +40,7 @@ from flexheg.registry._models import (
     LocationObservation,
     Party,
 )
+from flexheg.wire import PublicKey
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +206,8 @@ class RegistryCore:
         return entity_to_dict(entity)
 
     def _check_certificate(self, session: Session, request: NewEntity) -> None:
-        assert request.certificate is not None
+        """Check that the registered manufacturer certified this device id and identity key."""
+        assert request.certificate is not None and request.identity_key is not None
         if request.manufacturer is None:
             raise InputError(f"device {request.id!r} has a certificate but no manufacturer")
         party = session.get(Party, request.manufacturer)
@@ -213,9 +216,17 @@ class RegistryCore:
                 f"manufacturer {request.manufacturer!r} is not a registered party with the "
                 "manufacturer role; register its public key first"
             )
-        from flexheg.registry._parties import party_key
-
-        key = party_key(party)
+        certificate = request.certificate.statement(DeviceCertificate, what="device certificate")
+        if certificate.device_id != request.id:
+            raise InputError(
+                f"the certificate is for device {certificate.device_id!r}, not {request.id!r}"
+            )
+        if certificate.identity_key.keyid != request.identity_key.keyid:
+            raise InputError(
+                f"the certificate of device {request.id!r} certifies identity key "
+                f"{certificate.identity_key.keyid}, not {request.identity_key.keyid}"
+            )
+        key = PublicKey.from_dict(json.loads(party.public_key), where=f"key of party {party.name}")
         if not request.certificate.verified_by({key.keyid: key}):
             raise InputError(
                 f"the certificate of device {request.id!r} carries no valid signature of "

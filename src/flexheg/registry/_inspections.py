@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from flexheg.errors import InputError, Rejected
+from flexheg.device import verify_power_log
+from flexheg.errors import InputError
 from flexheg.registry._core import NotFoundError, record_change
 from flexheg.registry._custody import CustodyMixin
 from flexheg.registry._models import (
@@ -21,7 +22,7 @@ from flexheg.registry._models import (
     InspectionRound,
     PowerOffPeriod,
 )
-from flexheg.registry._powerlog import power_off_gaps, verify_power_log
+from flexheg.registry._powerlog import power_off_gaps
 from flexheg.registry._sampling import (
     ALGORITHM,
     Stratum,
@@ -237,7 +238,7 @@ class InspectionsMixin(CustodyMixin):
     ) -> tuple[bool, list[str]]:
         try:
             events = verify_power_log(entries, head=head, count=count)
-        except Rejected as exc:
+        except InputError as exc:
             logger.warning("power log of %s rejected: %s", device.id, exc)
             return False, [f"power-log-rejected: {exc}"]
         session.flush()
