@@ -25,12 +25,24 @@ def read_bytes(path: Path, *, what: str) -> bytes:
 def read_statement(path: Path, cls: type[S]) -> tuple[bytes, S]:
     """Read a statement file (canonical JSON bytes) and return its bytes and parsed form."""
     data = read_bytes(path, what=cls.TYPE.rsplit("/", 2)[1])
-    if data.endswith(b"\n"):
-        raise InputError(
-            f"{path}: the statement ends with a newline, so it is not in canonical form; statement files "
-            "must be byte-exact as flexheg wrote them (digests and signatures cover every byte)"
-        )
-    return data, parse_statement(data, cls, what=str(path))
+    try:
+        return data, parse_statement(data, cls, what=str(path))
+    except InputError as exc:
+        stripped = data.rstrip(b"\r\n")
+        if stripped != data and _parses(stripped, cls):
+            raise InputError(
+                f"{path}: the file ends with a newline that is not part of the signed statement; "
+                "remove it, or use the file exactly as flexheg wrote it (digests cover every byte)"
+            ) from None
+        raise InputError(f"{exc}; pass the {cls.TYPE} file exactly as flexheg wrote it") from None
+
+
+def _parses(data: bytes, cls: type[S]) -> bool:
+    try:
+        parse_statement(data, cls, what="statement")
+    except InputError:
+        return False
+    return True
 
 
 def write_statement(path: Path, statement: Statement) -> bytes:

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 
 from flexheg.attest import EvidenceBundle
-from flexheg.cli._files import read_bytes, read_envelope, read_json, write_json
+from flexheg.cli._files import read_bytes, read_envelope, read_json, read_statement, write_json
 from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
-from flexheg.device import Device
+from flexheg.device import Device, LifetimeExtension
 from flexheg.errors import Reason, Rejected
-from flexheg.rules import parse_workload
+from flexheg.rules import RulesetUpdate, parse_workload
 from flexheg.wire import load_signing_key
 
 app = typer.Typer(no_args_is_help=True)
@@ -51,7 +51,7 @@ def install(
     json: JsonOption = False,
 ) -> None:
     """Install a ruleset update with its approvals."""
-    payload = read_bytes(update, what="update")
+    payload, _ = read_statement(update, RulesetUpdate)
     approvals = [read_envelope(path) for path in approval]
     result = Device(folder).install(payload, approvals)
     emit(
@@ -76,7 +76,7 @@ def extend(
     json: JsonOption = False,
 ) -> None:
     """Extend the installed update's lifetime with approvals."""
-    payload = read_bytes(extension, what="extension")
+    payload, _ = read_statement(extension, LifetimeExtension)
     approvals = [read_envelope(path) for path in approval]
     result = Device(folder).extend(payload, approvals)
     emit(

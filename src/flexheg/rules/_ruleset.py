@@ -150,6 +150,10 @@ class Ruleset:
         self.rules = tuple(rules)
         self.caps = dict(caps or {})
         self.succession = tuple(succession)
+        self._compiled = False
+
+    def _compile(self) -> None:
+        """Compile both evaluators on first use, so that installing an update only parses it."""
         self._deny: list[tuple[str, str, Compiled]] = []
         self._allow: list[tuple[str, str, Compiled]] = []
         for rule in self.rules:
@@ -161,6 +165,7 @@ class Ruleset:
         self._fast_decisions = [
             Decision(rule.effect is Effect.ALLOW, rule.id, rule.reason) for rule in ordered
         ]
+        self._compiled = True
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Ruleset) and self.to_dict() == other.to_dict()
@@ -173,6 +178,8 @@ class Ruleset:
 
     def decide(self, facts: Facts) -> Decision:
         """Decide whether the workload described by ``facts`` may run."""
+        if not self._compiled:
+            self._compile()
         if self._needed.issubset(facts.keys()):
             index = self._fast(facts)
             return self._fast_decisions[index] if index >= 0 else _DEFAULT_DENY
@@ -180,6 +187,8 @@ class Ruleset:
 
     def decide_slow(self, facts: Facts) -> Decision:
         """Decide with the three-valued evaluator, which handles missing facts."""
+        if not self._compiled:
+            self._compile()
         for rule_id, reason, condition in self._deny:
             value = condition(facts)
             if value is True:
@@ -239,8 +248,26 @@ def parse_rule(value: object, *, caps: Mapping[str, int], where: str) -> Rule:
     when = fields.str("when")
     reason = fields.str("reason")
     fields.done()
-    expr = parse_expression(when, caps=caps, where=f"{where} ({rule_id})")
+    key = (when, tuple(sorted(caps.items())))
+    expr = _PARSED.get(key)
+    if expr is None:
+        expr = parse_expression(when, caps=caps, where=f"{where} ({rule_id})")
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = expr
     return Rule(rule_id, Effect(effect_text), when, reason, expr)
+
+
+# Parsed conditions by (source, caps). Trees are immutable and parsing is a pure function of the
+# key, so a device that installs an update whose rules are mostly unchanged parses only the new
+# ones. Only successful parses are stored; errors are raised with their location every time.
+_PARSED: dict[tuple[str, tuple[tuple[str, int], ...]], Expr] = {}
+_PARSED_MAX = 4096
+
+
+def clear_parse_cache() -> None:
+    """Forget every parsed condition (benchmarks use this to measure cold parsing)."""
+    _PARSED.clear()
 
 
 def build_ruleset(
