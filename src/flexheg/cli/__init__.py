@@ -34,6 +34,7 @@ _GROUPS: list[tuple[str, str, str]] = [
     ("demo", "flexheg.cli.demo", "Run the treaty scenario end to end."),
     ("analyze", "flexheg.cli.analyze", "Stability, detection odds and fleet simulation."),
     ("chips", "flexheg.cli.chips", "Classify chips under export-control thresholds."),
+    ("landmark", "flexheg.cli.landmark", "Run landmarks and link emulators; prove and judge locations."),
 ]
 
 
