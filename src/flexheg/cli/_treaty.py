@@ -9,6 +9,8 @@ expected one.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -213,7 +215,7 @@ class Treaty:
     def all_devices(self, action: Callable[[Device], object]) -> str:
         """Run ``action`` on every enabled device; return the common outcome or list the odd ones."""
         outcomes = {
-            device_id: outcome(lambda d=device: action(d)) for device_id, device in self.devices.items()
+            device_id: outcome(functools.partial(action, device)) for device_id, device in self.devices.items()
         }
         distinct = set(outcomes.values())
         if len(distinct) == 1:
@@ -223,8 +225,16 @@ class Treaty:
     # The story.
 
     def run(self) -> Report:
+        """Play every chapter of the story and return the report."""
         self.setup()
+        self.install_and_admit()
+        self.attack_updates()
+        self.extend_and_expire()
+        self.tamper()
+        self.verify_evidence()
+        return self.report
 
+    def install_and_admit(self) -> None:
         self.progress("all three blocs approve ruleset v1 (training capped at 1e25 FLOP)")
         v1 = self.build_update(1, RULES_V1, 90 * DAY)
         v1_approvals = self.approve(v1, Action.INSTALL, BLOCS)
@@ -234,6 +244,7 @@ class Treaty:
             self.all_devices(lambda d: d.install(v1, v1_approvals)),
         )
 
+        self.v1, self.v1_approvals = v1, v1_approvals
         device = self.devices["dc-east-01"]
         run_a = {
             "workload.kind": "training",
@@ -255,6 +266,11 @@ class Treaty:
             f"{'allowed' if decision.allowed else 'denied'} by {decision.rule}",
         )
 
+        self.run_a = run_a
+
+    def attack_updates(self) -> None:
+        device = self.devices["dc-east-01"]
+        v1, v1_approvals = self.v1, self.v1_approvals
         self.progress("attacks on the update channel")
         v2 = self.build_update(2, RULES_V2, 90 * DAY)
         forged = self.approve(v2, Action.INSTALL, BLOCS, key="forger")
@@ -289,6 +305,11 @@ class Treaty:
             outcome(lambda: device.install(v1, v1_approvals)),
         )
 
+        self.v2 = v2
+
+    def extend_and_expire(self) -> None:
+        device = self.devices["dc-east-01"]
+        v1, v2 = self.v1, self.v2
         self.progress("lifetime extensions")
         v2_digest = sha256_digest(v2)
         not_after = parse_statement(v2, RulesetUpdate, what="v2").not_after
@@ -326,7 +347,8 @@ class Treaty:
             "workload.cluster_size": 8,
             "workload.interconnect_gbps": 50,
         }
-        big = dict(run_a, **{"workload.run_id": "run-big", "workload.flop": 10**24})
+        self.small = small
+        big = dict(self.run_a, **{"workload.run_id": "run-big", "workload.flop": 10**24})
         self.check(
             "under the baseline, small workloads run and large ones are denied",
             "allowed/denied",
@@ -341,6 +363,8 @@ class Treaty:
             outcome(lambda: device.extend(late, late_approvals)),
         )
 
+    def tamper(self) -> None:
+        small = self.small
         self.progress("tampering")
         victim = self.devices["dc-west-04"]
         victim.emulator_tamper("enclosure")
@@ -360,6 +384,7 @@ class Treaty:
             outcome(lambda: edited.admit(small)),
         )
 
+    def verify_evidence(self) -> None:
         self.progress("independent verifier appraises evidence from every device")
         healthy = {k: v for k, v in self.devices.items() if k not in ("dc-west-03", "dc-west-04")}
         observed = []
@@ -397,14 +422,14 @@ class Treaty:
             "rejected: device-disabled",
             ",".join(
                 sorted(
-                    {outcome(lambda d=self.devices[k]: d.attest("00")) for k in ("dc-west-03", "dc-west-04")}
+                    {
+                        outcome(functools.partial(self.devices[k].attest, "00"))
+                        for k in ("dc-west-03", "dc-west-04")
+                    }
                 )
             ),
         )
-        return self.report
 
 
 def bundle_json(bundle: EvidenceBundle) -> bytes:
-    import json  # noqa: PLC0415
-
     return (json.dumps(bundle.to_dict(), indent=2) + "\n").encode("utf-8")
