@@ -215,7 +215,8 @@ class Treaty:
     def all_devices(self, action: Callable[[Device], object]) -> str:
         """Run ``action`` on every enabled device; return the common outcome or list the odd ones."""
         outcomes = {
-            device_id: outcome(functools.partial(action, device)) for device_id, device in self.devices.items()
+            device_id: outcome(functools.partial(action, device))
+            for device_id, device in self.devices.items()
         }
         distinct = set(outcomes.values())
         if len(distinct) == 1:
