@@ -104,7 +104,8 @@ def to_source(expr: Expr) -> str:
     """Render an expression back to CEL text, fully parenthesised."""
     if isinstance(expr, Literal):
         if expr.type is FactType.STRING:
-            return '"' + str(expr.value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            escaped = str(expr.value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+            return '"' + escaped + '"'
         if expr.type is FactType.BOOL:
             return "true" if expr.value else "false"
         if expr.type is FactType.STRING_SET:
