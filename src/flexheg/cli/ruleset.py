@@ -10,6 +10,7 @@ import typer
 
 from flexheg.cli._files import read_statement, write_statement
 from flexheg.cli._output import JsonOption, emit, handle_errors
+from flexheg.cli.ruleset_check import check
 from flexheg.device import Agreement, LifetimeExtension
 from flexheg.errors import InputError
 from flexheg.rules import RulesetUpdate, load_rules_file
@@ -84,9 +85,4 @@ def extension(
     )
 
 
-try:  # The prover's command joins this group when that part is installed.
-    from flexheg.cli.ruleset_check import check as _check
-except ImportError:  # pragma: no cover - the prover ships with flexheg; this guards partial checkouts
-    pass
-else:
-    app.command("check")(_check)
+app.command("check")(check)
