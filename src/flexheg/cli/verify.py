@@ -42,5 +42,8 @@ def evidence(
     emit(
         {"ok": True, **result.to_dict()},
         as_json=json,
-        text=f"verified {result.device_id}: mode {result.evidence.mode}, version {result.evidence.ruleset_version}",
+        text=(
+            f"verified {result.device_id}: mode {result.evidence.mode}, "
+            f"version {result.evidence.ruleset_version}"
+        ),
     )
