@@ -51,10 +51,17 @@ class ExtendResult:
 
 @dataclass(frozen=True)
 class AdmitResult:
+    """An admission decision. ``reason_code`` is set on denial: ``workload-denied`` or a location code."""
+
     decision: Decision
     run_id: str
     flop_total: int
     mode: Mode
+    reason_code: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.decision.allowed and self.reason_code is None:
+            object.__setattr__(self, "reason_code", Reason.WORKLOAD_DENIED.value)
 
 
 def _check_enabled(state: DeviceState | None) -> DeviceState:
@@ -238,7 +245,7 @@ def extend(
       1. the device is enabled (``device-disabled``);
       2. the extension parses (``malformed``) and names this agreement (``wrong-agreement``);
       3. its approvals verify and satisfy the extend policy;
-      4. it is bound to the installed update's digest (``extension-mismatch``);
+      4. it is bound to the installed update's digest and version (``extension-mismatch``);
       5. the installed update has not expired (``expired``);
       6. its serial is above the last one accepted, and it moves expiry forward (``rollback``);
       7. the total extension stays within the agreement's cap (``extension-exceeds-cap``).
@@ -270,6 +277,13 @@ def extend(
             "the extension is bound to an update that is not installed",
             expected=installed.digest if installed else "an installed update",
             actual=extension.update,
+        )
+    if extension.version != installed.update.version:
+        raise Rejected(
+            Reason.EXTENSION_MISMATCH,
+            "the extension names another version than the update it is bound to",
+            expected=f"version {installed.update.version}",
+            actual=f"version {extension.version}",
         )
 
     # Step 5.
