@@ -110,7 +110,7 @@ def admit(
         **result.decision.to_dict(),
     }
     if not result.decision.allowed:
-        document["reason_code"] = Reason.WORKLOAD_DENIED.value
+        document["reason_code"] = result.reason_code
     verdict = "admitted" if result.decision.allowed else "denied"
     emit(document, as_json=json, text=f"{verdict} by rule {result.decision.rule}: {result.decision.reason}")
     if not result.decision.allowed:

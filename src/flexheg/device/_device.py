@@ -23,8 +23,11 @@ from flexheg.device._power import power_log_head
 from flexheg.device._state import DeviceState, Mode
 from flexheg.device._statements import DeviceCertificate
 from flexheg.device._store import IDENTITY_FILE, IntegrityError, SealedStore
+from flexheg.device.license import OperatingLicense, verify_license
+from flexheg.device.location import LocationPolicy, LocationStatus, decide_location, verify_location_proof
 from flexheg.errors import InputError, Reason, Rejected
-from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest
+from flexheg.rules import facts_in
+from flexheg.wire import Envelope, SigningKey, Statement, parse_statement, sha256_digest
 
 logger = logging.getLogger(__name__)
 
@@ -122,9 +125,27 @@ class Device:
         return self._operate(lambda state, now: processor.extend(state, payload, approvals, now))
 
     def admit(self, facts: dict[str, Any]) -> processor.AdmitResult:
-        return self._operate(
-            lambda state, now: processor.admit(state, facts, now, extra_facts=self._device_facts(state, now))
-        )
+        """Admit a workload. A denial by a rule that reads location facts carries the location reason."""
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, processor.AdmitResult]:
+            new_state, result = processor.admit(state, facts, now, extra_facts=self._device_facts(state, now))
+            return new_state, self._with_location_reason(new_state, now, result)
+
+        return self._operate(run)
+
+    def _with_location_reason(
+        self, state: DeviceState, now: int, result: processor.AdmitResult
+    ) -> processor.AdmitResult:
+        if result.decision.allowed:
+            return result
+        ruleset = processor.active_ruleset(state, now)
+        rule = ruleset.rule(result.decision.rule) if ruleset and result.decision.rule else None
+        status = _location_status(state, now)
+        if rule is None or status is None or status.reason is None:
+            return result
+        if not any(name.startswith("location.") for name in facts_in(rule.expr)):
+            return result
+        return dataclasses.replace(result, reason_code=status.reason.value)
 
     def meter(self, run_id: str, flop: int) -> processor.AdmitResult:
         return self._operate(
@@ -212,9 +233,93 @@ class Device:
                 raise InputError(f"{self.folder}: not a device folder")
             self.store.erase_keys(f"tamper sensor fired: {sensor}", int(self._host_clock()))
 
+    def install_license(self, envelope: Envelope) -> OperatingLicense:
+        """Verify an operating license against the agreement's licensing states and keep it."""
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, OperatingLicense]:
+            enabled = processor._check_enabled(state)
+            license_ = verify_license(
+                envelope,
+                device_id=enabled.device_id,
+                agreement_digest=enabled.agreement_digest,
+                licensing_states={s.id: s.keys for s in enabled.agreement.licensing_states},
+                now=now,
+            )
+            return dataclasses.replace(enabled, license=envelope, clock_high_water=now), license_
+
+        return self._operate(run)
+
+    def add_location_proof(self, envelope: Envelope) -> None:
+        """Keep a location proof signed by this device (the newest ``MAX_LOCATION_PROOFS``)."""
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, None]:
+            enabled = processor._check_enabled(state)
+            policy = location_policy(enabled.agreement)
+            if policy is None:
+                raise InputError("the agreement configures no landmarks, so location proofs cannot be used")
+            identity = enabled.certificate.statement(DeviceCertificate, what="certificate").identity_key
+            verify_location_proof(envelope, device_key=identity, policy=policy)
+            proofs = (*enabled.location_proofs, envelope)[-MAX_LOCATION_PROOFS:]
+            return dataclasses.replace(enabled, location_proofs=proofs, clock_high_water=now), None
+
+        self._operate(run)
+
+    def sign_with_identity(self, data_to_sign: Callable[[DeviceState, int], Statement]) -> Envelope:
+        """Sign a statement that the caller builds from the current state and time."""
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, Envelope]:
+            enabled = processor._check_enabled(state)
+            return enabled, Envelope.sign(data_to_sign(enabled, now), self._identity_key())
+
+        return self._operate(run)
+
+    def location_status(self) -> LocationStatus | None:
+        with self.store.locked():
+            state = processor._check_enabled(self._load())
+            return _location_status(state, self.now(state))
+
     def _device_facts(self, state: DeviceState | None, now: int) -> dict[str, Any]:
-        del state, now
-        return {}
+        """Compute device-level facts: a valid license, and what the location proofs establish."""
+        if state is None:
+            return {}
+        facts: dict[str, Any] = {"device.licensed": _licensed(state, now)}
+        status = _location_status(state, now)
+        if status is not None:
+            facts.update(status.facts())
+        return facts
+
+
+MAX_LOCATION_PROOFS = 16
+
+
+def location_policy(agreement: Agreement) -> LocationPolicy | None:
+    """Return the agreement's location policy (its ``extra.location`` section), if any."""
+    raw = agreement.extra.get("location")
+    return None if raw is None else LocationPolicy.from_dict(raw, where="agreement.extra.location")
+
+
+def _location_status(state: DeviceState, now: int) -> LocationStatus | None:
+    policy = location_policy(state.agreement)
+    if policy is None:
+        return None
+    identity = state.certificate.statement(DeviceCertificate, what="certificate").identity_key
+    return decide_location(state.location_proofs, device_key=identity, policy=policy, now=now)
+
+
+def _licensed(state: DeviceState, now: int) -> bool:
+    if state.license is None:
+        return False
+    try:
+        verify_license(
+            state.license,
+            device_id=state.device_id,
+            agreement_digest=state.agreement_digest,
+            licensing_states={s.id: s.keys for s in state.agreement.licensing_states},
+            now=now,
+        )
+    except Rejected:
+        return False
+    return True
 
 
 def require_enabled(device: Device) -> None:
