@@ -115,7 +115,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, text: str, *, what: str = "verifier key") -> NoteVerifier:
         """Parse a C2SP verifier key string and check its key id."""
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)
         if len(parts) != 3:
             raise InputError(f"{what}: {text!r} is not a verifier key; expected name+keyid+key")
         name, key_id_hex, material_b64 = parts

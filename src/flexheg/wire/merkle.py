@@ -184,6 +184,9 @@ def verify_inclusion(
 ) -> None:
     """Check that ``leaf`` is the leaf hash at ``index`` in the tree of ``size`` with ``root``.
 
+    NOTE: an inclusion proof does not bind the tree size. A size whose proof has the same shape
+    verifies too, so ``size`` and ``root`` must come from one signed checkpoint.
+
     Raises:
         Rejected: ``bad-proof`` when the proof does not lead to ``root``.
     """
