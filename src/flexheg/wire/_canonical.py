@@ -134,10 +134,17 @@ def decode(data: bytes, *, what: str) -> JSONValue:
     except InputError as exc:
         raise InputError(f"{what}: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"{what}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+        raise InputError(
+            f"{what}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg} "
+            "(is the file truncated?)"
+        ) from None
     except RecursionError:
         raise InputError(f"{what}: JSON nesting is too deep") from None
-    if encode(value) != data:
+    try:
+        canonical = encode(value)
+    except InputError as exc:
+        raise InputError(f"{what}: {exc}") from None
+    if canonical != data:
         raise InputError(
             f"{what}: JSON is not in RFC 8785 canonical form; re-encode it with flexheg "
             "instead of editing it by hand"
