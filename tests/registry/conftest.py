@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from flexheg.registry import Registry, RegistryConfig
@@ -30,8 +31,6 @@ def postgres_url() -> Iterator[str]:
     base = os.environ.get(POSTGRES_ENV)
     if not base:
         pytest.skip(f"{POSTGRES_ENV} is not set; source .ci/services/postgres.sh to start PostgreSQL")
-    import psycopg
-
     name = "flexheg_" + uuid.uuid4().hex[:16]
     with psycopg.connect(_admin_url(base), autocommit=True) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 
@@ -145,7 +146,5 @@ def test_parse_row_accepts_valid_chip(
 def test_parse_row_raises_only_input_error(row: dict[str, str]) -> None:
     full = {"kind": "", "id": "", "owner": "", "latitude": "", "longitude": "", "region": ""}
     full.update(row)
-    try:
+    with contextlib.suppress(InputError):
         _parse_row(full, import_id=1, now=NOW)
-    except InputError:
-        pass

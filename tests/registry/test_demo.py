@@ -29,7 +29,8 @@ def test_demo_refuses_displaced_device(registry: Registry) -> None:
     )
     assert result.refused["granted"] is False
     assert result.refused["reasons"] == ["away-from-registered-location"]
-    assert result.granted is not None and result.granted["granted"] is True
+    assert result.granted is not None
+    assert result.granted["granted"] is True
     assert result.observation["contradicts_registration"] is True
     assert len(result.inspection_round["inspections"]) == 5
     assert all(i["state"] == "recorded" for i in result.inspection_round["inspections"])

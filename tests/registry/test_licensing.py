@@ -9,7 +9,7 @@ from flexheg.errors import InputError
 from flexheg.registry import Registry
 from flexheg.wire import Envelope, SigningKey
 
-from .factories import NOW
+from .factories import NOW, data_center, device
 
 AGREEMENT = "sha256:" + 64 * "a"
 DAY = 86400
@@ -114,8 +114,6 @@ def test_missing_report(populated: Registry) -> None:
 
 
 def test_never_attested_counts_from_registration(registry: Registry) -> None:
-    from .factories import data_center, device
-
     registry.register(data_center(), actor="ib", now=NOW)
     registry.register(device("gpu-9"), actor="ib", now=NOW)
     assert registry.missing_report(now=NOW + DAY) == []

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -123,29 +122,22 @@ def _parse_row(row: dict[str, str], *, import_id: int, now: int) -> dict[str, An
     return values
 
 
-class _Digesting(io.TextIOBase):
-    """A text stream wrapper that hashes what it reads, for the import record."""
+class _Digesting:
+    """Lines of a byte stream, decoded as UTF-8 and hashed as they are read."""
 
     def __init__(self, raw: IO[bytes]) -> None:
         self._raw = raw
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readline(self, size: int | None = -1) -> str:
-        line = self._raw.readline()
-        self.sha256.update(line)
-        self.bytes_read += len(line)
-        try:
-            return line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError(f"census file is not valid UTF-8 near byte {self.bytes_read}") from None
-
     def __iter__(self) -> Iterator[str]:
-        while line := self.readline():
-            yield line
+        for line in self._raw:
+            self.sha256.update(line)
+            self.bytes_read += len(line)
+            try:
+                yield line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputError(f"census file is not valid UTF-8 near byte {self.bytes_read}") from None
 
 
 class CensusMixin(OversightMixin):

@@ -207,7 +207,8 @@ class RegistryCore:
 
     def _check_certificate(self, session: Session, request: NewEntity) -> None:
         """Check that the registered manufacturer certified this device id and identity key."""
-        assert request.certificate is not None and request.identity_key is not None
+        assert request.certificate is not None
+        assert request.identity_key is not None
         if request.manufacturer is None:
             raise InputError(f"device {request.id!r} has a certificate but no manufacturer")
         party = session.get(Party, request.manufacturer)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from securesystemslib.signer import SSlibKey
+from securesystemslib.signer import SSlibKey  # type: ignore[attr-defined]
 
 from flexheg.errors import InputError
 from flexheg.registry._models import Entity, EntityKind, EntityStatus
@@ -119,7 +119,7 @@ class NewEntity:
     def build(
         cls,
         *,
-        id: str,  # noqa: A002 - the registry's own name for the field
+        id: str,
         kind: str,
         owner: str,
         latitude: float,

@@ -188,9 +188,11 @@ class InspectionsMixin(CustodyMixin):
             # Power log.
             checked: bool | None = None
             if power_log is not None:
-                assert power_log_head is not None and power_log_count is not None
+                assert power_log_head is not None
+                assert power_log_count is not None
                 checked, log_problems = self._check_power_log(
-                    session, entity, inspection, power_log, power_log_head, power_log_count, now
+                    session, device=entity, inspection=inspection, entries=power_log,
+                    head=power_log_head, count=power_log_count, now=now,
                 )
                 problems.extend(log_problems)
 
@@ -229,6 +231,7 @@ class InspectionsMixin(CustodyMixin):
     def _check_power_log(
         self,
         session: Session,
+        *,
         device: Entity,
         inspection: Inspection,
         entries: Sequence[object],

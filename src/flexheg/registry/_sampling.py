@@ -52,7 +52,7 @@ def allocate(counts: Mapping[Stratum, int], sample_size: int) -> dict[Stratum, i
     """Split ``sample_size`` over the strata in proportion to count times risk weight (step 2)."""
     if sample_size < 0:
         raise InputError(f"sample size {sample_size} must not be negative")
-    allocation = {stratum: 0 for stratum in counts}
+    allocation = dict.fromkeys(counts, 0)
     remaining = min(sample_size, sum(counts.values()))
     while remaining > 0:
         open_strata = sorted(s for s in counts if allocation[s] < counts[s])

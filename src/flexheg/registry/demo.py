@@ -100,13 +100,13 @@ def run_registry_demo(
                             latitude=site.latitude, longitude=site.longitude, region=site.region),
             actor=DEMO_ACTOR, now=now)
     for device in devices:
-        site = sites.get(device.data_center)
-        if site is None:
+        host = sites.get(device.data_center)
+        if host is None:
             raise InputError(f"device {device.id!r} names unknown data center {device.data_center!r}")
         registry.register(
             NewEntity.build(id=device.id, kind="device", owner=device.owner,
-                            latitude=site.latitude, longitude=site.longitude, region=site.region,
-                            site_id=site.id, identity_key=device.identity_key),
+                            latitude=host.latitude, longitude=host.longitude, region=host.region,
+                            site_id=host.id, identity_key=device.identity_key),
             actor=DEMO_ACTOR, now=now)
         registry.record_attestation(device.id, tick=now, actor="verifier", now=now)
 
