@@ -35,6 +35,9 @@ _GROUPS: list[tuple[str, str, str]] = [
     ("analyze", "flexheg.cli.analyze", "Stability, detection odds and fleet simulation."),
     ("chips", "flexheg.cli.chips", "Classify chips under export-control thresholds."),
     ("landmark", "flexheg.cli.landmark", "Run landmarks and link emulators; prove and judge locations."),
+    ("log", "flexheg.cli.log", "Run a transparency log and its witnesses."),
+    ("registry", "flexheg.cli.registry", "Registry of chips, data centers, fabs and equipment."),
+    ("serve", "flexheg.cli.serve", "Run the HTTP server: registry API and transparency log."),
 ]
 
 
