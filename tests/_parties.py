@@ -123,8 +123,8 @@ class Parties:
         self.manufacturer = SigningKey.generate()
         self.forger = SigningKey.generate()
         self.serials = dict.fromkeys(self.approver_ids, 0)
-        self.agreement = self._agreement()
-        self.agreement_payload = self.agreement.encode()
+        self.agreement_payload = self._agreement().encode()
+        self.agreement = parse_statement(self.agreement_payload, Agreement, what="agreement")
         self.agreement_digest = sha256_digest(self.agreement_payload)
 
     def _agreement(self) -> Agreement:
