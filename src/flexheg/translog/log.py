@@ -219,16 +219,17 @@ class TransparencyLog:
         checkpoint the device has stored (None for a device that has seen none).
         """
         checkpoint = self.checkpoint(size)
-        inclusion = tuple(
-            InclusionProof(index, tuple(self.inclusion_proof(index, checkpoint.size)))
-            for index in (self.index_of(entry) for entry in entries)
-        )
-        for position, proof in enumerate(inclusion):
-            if proof.index >= checkpoint.size:
+        indices = [self.index_of(entry) for entry in entries]
+        for position, index in enumerate(indices):
+            if index >= checkpoint.size:
                 raise InputError(
-                    f"entry {position} (index {proof.index}) is not under checkpoint size "
+                    f"entry {position} (index {index}) is not under checkpoint size "
                     f"{checkpoint.size}; sign a new checkpoint first"
                 )
+        inclusion = tuple(
+            InclusionProof(index, tuple(self.inclusion_proof(index, checkpoint.size)))
+            for index in indices
+        )
         consistency = None
         if newest_seen_size is not None and newest_seen_size != checkpoint.size:
             old, new = sorted((newest_seen_size, checkpoint.size))
