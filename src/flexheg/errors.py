@@ -39,6 +39,9 @@ class Reason(enum.StrEnum):
     LOCATION_UNVERIFIED = "location-unverified"
     OUTSIDE_REGION = "outside-region"
     WRONG_DEVICE = "wrong-device"
+    # Training records and selective disclosure.
+    RECORD_MISMATCH = "record-mismatch"
+    WRONG_AUDIENCE = "wrong-audience"
 
 
 class FlexhegError(Exception):
