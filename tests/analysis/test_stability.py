@@ -27,7 +27,7 @@ p_dooms = st.floats(min_value=0.0, max_value=0.999)
 probabilities = st.floats(min_value=0.0, max_value=1.0)
 
 
-def test_threshold_at_one_and_a_half_and_ten_percent() -> None:
+def test_threshold_at_ten_percent_doom() -> None:
     threshold = p_win_threshold(1.5, 0.1)
     assert threshold == pytest.approx(1 / 1.35)
     assert round_threshold(threshold) == 0.74

@@ -351,7 +351,7 @@ def load_rules(rules_dir: Path | None = None) -> dict[str, ThresholdRule]:
     A file in ``rules_dir`` whose ``id`` matches a shipped rule replaces it.
 
     Raises:
-        InputError: if ``rules_dir`` is not a directory, holds no TOML file, or a file is
+        InputError: if ``rules_dir`` is not a directory, contains no TOML file, or a file is
             invalid, or two files in it share an id.
     """
     rules: dict[str, ThresholdRule] = {}

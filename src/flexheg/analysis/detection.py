@@ -96,9 +96,7 @@ def combine_layers(probabilities: Iterable[float]) -> float:
     return 1.0 - miss
 
 
-def p_detected_within(
-    rate: float, periods: int, sites: int = 1, detect_if_inspected: float = 1.0
-) -> float:
+def p_detected_within(rate: float, periods: int, sites: int = 1, detect_if_inspected: float = 1.0) -> float:
     """Return the probability that a diversion is found within ``periods`` inspection periods.
 
     Each of ``sites`` affected sites is inspected independently with probability ``rate`` in each

@@ -158,6 +158,7 @@ def sweep_heatmap(stem: Path, cells: Sequence[SweepCell], *, x: str, y: str, met
     """Draw ``metric`` (a key of :meth:`Summary.to_dict`) over the two swept parameters."""
     if not cells:
         raise InputError("the sweep has no cells to plot")
+
     xs = sorted({cell.values[x] for cell in cells})
     ys = sorted({cell.values[y] for cell in cells})
     grid = np.full((len(ys), len(xs)), math.nan)
@@ -166,6 +167,7 @@ def sweep_heatmap(stem: Path, cells: Sequence[SweepCell], *, x: str, y: str, met
         if not isinstance(value, int | float):
             raise InputError(f"metric {metric!r} is not a number in the sweep summary")
         grid[ys.index(cell.values[y]), xs.index(cell.values[x])] = float(value)
+
     figure = _new_figure()
     axes = figure.subplots()
     image = axes.imshow(grid, origin="lower", aspect="auto", cmap="magma")
@@ -182,6 +184,7 @@ def sweep_heatmap(stem: Path, cells: Sequence[SweepCell], *, x: str, y: str, met
                 color="white" if grid[row, column] < np.nanmean(grid) else "black",
                 fontsize=8,
             )
+
     figure.colorbar(image, ax=axes, label=metric)
     axes.set_xlabel(x)
     axes.set_ylabel(y)

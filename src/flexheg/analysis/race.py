@@ -41,7 +41,7 @@ __all__ = [
 
 
 class AgreementKind(enum.StrEnum):
-    """What the devices do under an agreement: report compliance, or enforce the rules."""
+    """Kind of agreement: devices that report compliance, or devices that enforce the rules."""
 
     VERIFICATION = "verification"
     RULESET = "ruleset"
@@ -100,7 +100,7 @@ class DefectionScenario:
     """Rates and times that determine a defector's lead under each kind of agreement.
 
     Attributes:
-        defector_fleet: chips the defector holds under the agreement.
+        defector_fleet: chips the defector owns under the agreement.
         covert_chips: chips the defector uses for forbidden work while hidden.
         detection_months: time from the start of the defection to its detection.
         response_months_verification: time the other side needs to drop its restrictions under a

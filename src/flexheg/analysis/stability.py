@@ -64,7 +64,9 @@ def _check_utilities(u_win: float, u_lose: float, u_coop: float) -> None:
     if u_coop <= 0.0:
         raise InputError(f"u_coop must be positive, got {u_coop!r}")
     if u_win <= u_lose:
-        raise InputError(f"u_win ({u_win!r}) must exceed u_lose ({u_lose!r}); otherwise nobody races to win")
+        raise InputError(
+            f"u_win ({u_win!r}) must be greater than u_lose ({u_lose!r}); raise u_win or lower u_lose"
+        )
 
 
 def defect_payoff(u_win: float, p_doom: float, p_win_given_defect: float, *, u_lose: float = 0.0) -> float:

@@ -97,7 +97,7 @@ def entry_command(
 @app.command("compare")
 @handle_errors
 def compare_command(
-    defector_fleet: Annotated[float, typer.Option(help="Chips the defector holds.")] = 500_000,
+    defector_fleet: Annotated[float, typer.Option(help="Chips the defector owns.")] = 500_000,
     covert_chips: Annotated[float, typer.Option(help="Chips used in secret.")] = 10_000,
     detection_months: Annotated[float, typer.Option(help="Months until detection.")] = 3.0,
     response_verification: Annotated[
