@@ -138,9 +138,15 @@ def attest(
 def status(folder: DeviceDir, json: JsonOption = False) -> None:
     """Show the device's mode, installed version, expiry and counters."""
     document = Device(folder).status()
-    emit(document, as_json=json)
     if document.get("disabled"):
-        raise Rejected(Reason.DEVICE_DISABLED, f"the device is disabled: {document['reason']}")
+        # One JSON document per command: the rejection carries the reason the device recorded.
+        raise Rejected(
+            Reason.DEVICE_DISABLED,
+            f"the device is disabled: {document['reason']}",
+            expected="an enabled device",
+            actual=f"disabled: {document['reason']}",
+        )
+    emit(document, as_json=json)
 
 
 @app.command("power-log")

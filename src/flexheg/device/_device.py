@@ -183,6 +183,11 @@ class Device:
                     "reason": self.store.disabled_reason(),
                 }
             now = self.now(state)
+            if now > state.clock_high_water:
+                # A report of the time (and of an expiry) must never be contradicted later, so a
+                # status read raises the persisted high-water mark like any operation does.
+                state = dataclasses.replace(state, clock_high_water=now)
+                self.store.save(state.to_dict())
             installed = state.installed
             mode = processor.mode_at(state, now)
             return {
