@@ -57,7 +57,7 @@ def spawn(work: Callable[[int], None]) -> tuple[int, int]:
 def kill_and_collect(pid: int, read_fd: int, delay: float) -> list[str]:
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
+    os.waitpid(pid, 0)
     chunks = []
     while chunk := os.read(read_fd, 1 << 16):
         chunks.append(chunk)
@@ -86,8 +86,8 @@ def test_log_never_loses_acknowledged_entries(tmp_path: Path) -> None:
 
         pid, read_fd = spawn(writer)
         for line in kill_and_collect(pid, read_fd, rng.uniform(0.0, 0.03)):
-            index, entry = line.split()
-            acknowledged[int(index)] = bytes.fromhex(entry)
+            index_text, entry_hex = line.split()
+            acknowledged[int(index_text)] = bytes.fromhex(entry_hex)
 
     log = TransparencyLog(SQLiteLogStorage(path), LOG_SIGNER)
     stored = log.storage.entries(0, log.size())

@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from flexheg.authority._approver import sign_approval
+from flexheg.cli.verify_equivocation import equivocation
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.policy import Action
 from flexheg.translog.demo import demo_subject, run_double_signing_story
@@ -20,7 +22,7 @@ from flexheg.translog.equivocation import (
     scan_entries,
     verify_equivocation,
 )
-from flexheg.wire import SigningKey, sha256_digest
+from flexheg.wire import Envelope, SigningKey, sha256_digest
 
 KEY = SigningKey.generate()
 AGREEMENT = sha256_digest(b"agreement")
@@ -36,15 +38,11 @@ def approve(subject: bytes, serial: int, action: Action = Action.INSTALL, *,
 
 
 def serial_reuse(first: bytes, second: bytes) -> SerialReuseProof:
-    from flexheg.wire import Envelope
-
     return SerialReuseProof(KEY.public, Envelope.from_json(first, what="a"),
                             Envelope.from_json(second, what="b"))
 
 
 def stale(newer: bytes, newer_subject: bytes, ext: bytes, ext_subject: bytes) -> StaleExtensionProof:
-    from flexheg.wire import Envelope
-
     return StaleExtensionProof(KEY.public, Envelope.from_json(newer, what="a"), newer_subject,
                                Envelope.from_json(ext, what="b"), ext_subject)
 
@@ -138,8 +136,7 @@ def test_demo_story(tmp_path: Path) -> None:
     assert any("rejected the unlogged" in step for step in report.steps)
     assert report.proof_path is not None
 
-    from flexheg.cli.verify_equivocation import equivocation
-    import typer
+
 
     app = typer.Typer()
     app.command()(equivocation)

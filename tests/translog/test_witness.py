@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flexheg.errors import Reason, Rejected
-from flexheg.translog.equivocation import LogForkProof, verify_equivocation, proof_to_json
+from flexheg.translog.equivocation import LogForkProof, proof_to_json, verify_equivocation
 from flexheg.translog.gossip import CheckpointPool
 from flexheg.translog.log import TransparencyLog
 from flexheg.translog.storage import SQLiteLogStorage, SQLiteWitnessStorage

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -44,7 +45,7 @@ class Tree:
             self.nodes.update(compact.append(leaf))
         self.compact = compact
 
-    def read(self, ids: list[NodeId] | tuple[NodeId, ...]) -> dict[NodeId, bytes]:
+    def read(self, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
         return {node: self.nodes[node] for node in ids}
 
     def root(self, size: int) -> bytes:

@@ -14,18 +14,18 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from flexheg.cli._files import read_bytes
 from flexheg.cli._output import JsonOption, emit, handle_errors
 from flexheg.errors import InputError
-
-if TYPE_CHECKING:
-    from flexheg.translog.log import TransparencyLog
-    from flexheg.translog.witness import Witness
-    from flexheg.wire.checkpoint import NoteSigner
+from flexheg.translog.log import TransparencyLog
+from flexheg.translog.storage import SQLiteLogStorage, SQLiteWitnessStorage
+from flexheg.translog.witness import Witness, collect_cosignatures, request_cosignature
+from flexheg.wire.checkpoint import NoteSigner, NoteVerifier, check_key_name
 
 logger = logging.getLogger(__name__)
 
@@ -52,13 +52,7 @@ def _write_private_key(path: Path, pem: bytes) -> None:
 
 
 def _new_key_dir(directory: Path, stem: str, name: str) -> NoteSigner:
-    from cryptography.hazmat.primitives.serialization import (
-        Encoding,
-        NoEncryption,
-        PrivateFormat,
-    )
 
-    from flexheg.wire.checkpoint import NoteSigner, check_key_name
 
     check_key_name(name, what="--name")
     if (directory / f"{stem}.sqlite").exists():
@@ -72,7 +66,6 @@ def _new_key_dir(directory: Path, stem: str, name: str) -> NoteSigner:
 
 
 def _load_signer(directory: Path, stem: str) -> NoteSigner:
-    from flexheg.wire.checkpoint import NoteSigner
 
     if not (directory / f"{stem}.sqlite").exists():
         raise InputError(f"{directory}: no {stem} here; create one with 'flexheg log init' first")
@@ -83,8 +76,6 @@ def _load_signer(directory: Path, stem: str) -> NoteSigner:
 
 def open_log(directory: Path) -> TransparencyLog:
     """Open the log in ``directory``."""
-    from flexheg.translog.log import TransparencyLog
-    from flexheg.translog.storage import SQLiteLogStorage
 
     signer = _load_signer(directory, "log")
     return TransparencyLog(SQLiteLogStorage(directory / "log.sqlite"), signer)
@@ -92,9 +83,6 @@ def open_log(directory: Path) -> TransparencyLog:
 
 def open_witness(directory: Path) -> Witness:
     """Open the witness in ``directory``."""
-    from flexheg.translog.storage import SQLiteWitnessStorage
-    from flexheg.translog.witness import Witness
-    from flexheg.wire.checkpoint import NoteVerifier
 
     signer = _load_signer(directory, "witness")
     logs_text = read_bytes(directory / "logs", what="trusted logs").decode("utf-8")
@@ -114,7 +102,6 @@ def init(
     json: JsonOption = False,
 ) -> None:
     """Create an empty log with a new Ed25519 key."""
-    from flexheg.translog.storage import SQLiteLogStorage
 
     signer = _new_key_dir(directory, "log", name)
     storage = SQLiteLogStorage(directory / "log.sqlite")
@@ -158,7 +145,6 @@ def checkpoint(
     json: JsonOption = False,
 ) -> None:
     """Sign a checkpoint of the current tree and collect cosignatures from local witnesses."""
-    from flexheg.translog.witness import collect_cosignatures
 
     log = open_log(directory)
     failures: dict[str, str] = {}
@@ -217,10 +203,10 @@ def serve(
     json: JsonOption = False,
 ) -> None:
     """Serve the log's HTTP API (and optionally a witness) until interrupted."""
-    import uvicorn
-    from fastapi import FastAPI
+    import uvicorn  # noqa: PLC0415 - heavy, needed only by this command
+    from fastapi import FastAPI  # noqa: PLC0415
 
-    from flexheg.translog.http import create_router
+    from flexheg.translog.http import create_router  # noqa: PLC0415
 
     log = open_log(directory)
     served_witness = open_witness(witness) if witness is not None else None
@@ -242,8 +228,6 @@ def witness_init(
     json: JsonOption = False,
 ) -> None:
     """Create a witness with a new key that trusts the given logs."""
-    from flexheg.translog.storage import SQLiteWitnessStorage
-    from flexheg.wire.checkpoint import NoteVerifier
 
     vkeys = [read_bytes(path, what="log verifier key").decode("utf-8").strip() for path in log_vkey]
     for path, vkey in zip(log_vkey, vkeys, strict=True):
@@ -265,7 +249,6 @@ def witness_cosign(
     json: JsonOption = False,
 ) -> None:
     """Cosign the log's newest checkpoint if it extends what this witness cosigned before."""
-    from flexheg.translog.witness import request_cosignature
 
     log = open_log(log_dir)
     witness = open_witness(directory)

@@ -9,6 +9,8 @@ import typer
 
 from flexheg.cli._files import read_bytes
 from flexheg.cli._output import JsonOption, emit, handle_errors
+from flexheg.translog.equivocation import verify_equivocation
+
 
 @handle_errors
 def equivocation(
@@ -22,8 +24,6 @@ def equivocation(
     checkpoints); 1 when it does not; 2 when the file cannot be read. Compare the reported key id
     with the agreement's keys.
     """
-    from flexheg.translog.equivocation import verify_equivocation
-
     finding = verify_equivocation(read_bytes(file, what="equivocation proof"))
     emit(
         {"ok": True, "proven": True, **finding.to_dict()},

@@ -12,6 +12,7 @@ Exchanging checkpoints reveals it:
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,7 +81,7 @@ class CheckpointPool:
         checkpoints = self.checkpoints()
         forks: list[LogForkProof] = []
         unresolved: list[str] = []
-        for old, new in zip(checkpoints, checkpoints[1:], strict=False):
+        for old, new in itertools.pairwise(checkpoints):
             if (old.size, new.size) in self._consistent:
                 continue
             outcome = self._check_pair(old, new, sources)

@@ -87,6 +87,14 @@ class BundleRequest(BaseModel):
     size: int | None = Field(default=None, ge=0, le=MAX_SIZE)
 
 
+_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Invalid input; the detail says which value and how to fix it."},
+    403: {"description": "The checkpoint is not signed by a log that the witness trusts."},
+    404: {"description": "No such entry, checkpoint or tree size."},
+    409: {"description": "The witness has cosigned another size; the body is that size."},
+}
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -126,7 +134,7 @@ def create_router(
             not an approval signed by a known approver).
         clock: the current time in POSIX seconds, for cosignature timestamps.
     """
-    router = APIRouter(tags=["transparency log"])
+    router = APIRouter(tags=["transparency log"], responses=_ERROR_RESPONSES)
 
     @router.post("/entries", response_model=AppendResponse)
     def append(request: AppendRequest) -> AppendResponse:

@@ -34,7 +34,7 @@ from flexheg.wire.checkpoint import (
 logger = logging.getLogger(__name__)
 
 
-class WitnessConflict(Exception):  # noqa: N818 - mirrors the HTTP 409 Conflict of tlog-witness
+class WitnessConflict(Exception):
     """The log's ``old`` size is not the size the witness last cosigned."""
 
     def __init__(self, origin: str, expected_size: int, actual_size: int) -> None:

@@ -285,7 +285,7 @@ def verify_note(note: SignedNote, verifier: NoteVerifier) -> bool:
     return any(
         sig.name == verifier.name
         and sig.key_id == verifier.key_id
-        and verifier._verify(sig.signature, message)  # noqa: SLF001 - same module
+        and verifier._verify(sig.signature, message)
         for sig in note.signatures
     )
 
@@ -304,7 +304,7 @@ def cosignature_time(note: SignedNote, verifier: NoteVerifier) -> int | None:
         if timestamp > MAX_TIMESTAMP:
             continue
         message = _cosigned_message(note.text, timestamp)
-        if verifier._verify(sig.signature[8:], message):  # noqa: SLF001 - same module
+        if verifier._verify(sig.signature[8:], message):
             newest = timestamp if newest is None else max(newest, timestamp)
     return newest
 
