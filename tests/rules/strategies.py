@@ -132,7 +132,7 @@ def random_facts(rng: random.Random, ruleset: Ruleset, *, presence: float) -> di
     near = sorted(
         {v + d for v in int_literals(ruleset) | set(INT_POOL) for d in (-1, 0, 1)}
     )
-    strings = [*STRING_POOL, "zz", "yy", "xx"]
+    strings = [*STRING_POOL, "zz", "yy", "xx", "other-1"]
     facts: dict[str, Value] = {}
     for name, spec in FACTS.items():
         if rng.random() >= presence:

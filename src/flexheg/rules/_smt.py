@@ -277,21 +277,23 @@ class Encoding:
 
     # Concrete assignments, in both directions.
 
-    def assignment(self, facts: Mapping[str, Value]) -> list[tuple[Any, Any]]:
-        """Return the substitution that fixes every variable to the values of ``facts``.
+    def assignment(self, facts: Mapping[str, Value], names: Iterable[str] = FACTS) -> list[tuple[Any, Any]]:
+        """Return the substitution that fixes the variables of the facts ``names`` to ``facts``.
 
         Absent facts get presence false and an arbitrary value. Strings outside the literals map
         to fresh universe elements, distinct strings to distinct elements.
         """
         fresh = iter(range(len(self.literals), len(self.universe)))
-        strings = dict(self.index)
+        strings = {text: position for position, text in enumerate(self.literals)}
         for name in _FREE_STRING_FACTS:
             text = facts.get(name)
             if isinstance(text, str) and text not in strings:
                 strings[text] = next(fresh)
+        text_at = {position: text for text, position in strings.items()}
 
         pairs: list[tuple[Any, Any]] = []
-        for name, spec in FACTS.items():
+        for name in names:
+            spec = FACTS[name]
             present = name in facts
             if name not in self.required:
                 pairs.append((self.present[name], z3.BoolVal(present)))
@@ -305,12 +307,15 @@ class Encoding:
             else:
                 elements = set(value) if isinstance(value, tuple) else set()
                 for position, bit in enumerate(self.members[name]):
-                    pairs.append((bit, z3.BoolVal(self.universe[position] in elements)))
+                    pairs.append((bit, z3.BoolVal(text_at.get(position) in elements)))
         return pairs
 
-    def evaluate(self, formula: Any, facts: Mapping[str, Value]) -> bool | int:
-        """Evaluate a formula of this encoding under the fixed assignment of ``facts``."""
-        result = z3.simplify(z3.substitute(formula, *self.assignment(facts)))
+    def evaluate(self, formula: Any, facts: Mapping[str, Value], names: Iterable[str] = FACTS) -> bool | int:
+        """Evaluate a formula of this encoding under the fixed assignment of ``facts``.
+
+        ``names`` may narrow the substitution to the facts the formula reads, which is faster.
+        """
+        result = z3.simplify(z3.substitute(formula, *self.assignment(facts, names)))
         if z3.is_true(result):
             return True
         if z3.is_false(result):
