@@ -132,6 +132,5 @@ def verify_license(
             expected=f"{format_time(license_.not_before)} to {format_time(license_.not_after)}",
             actual=format_time(now),
         )
-    logger.debug("license %d of %s from %s accepted", license_.serial, device_id,
-                 license_.licensing_state)
+    logger.debug("license %d of %s from %s accepted", license_.serial, device_id, license_.licensing_state)
     return license_
