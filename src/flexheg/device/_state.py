@@ -16,6 +16,13 @@ from flexheg.wire import Envelope, Fields, parse_statement, sha256_digest
 COUNTERS = ("installs", "extensions", "admitted", "denied", "metered_steps", "attestations")
 
 
+def _base64_field(fields: Fields, name: str) -> bytes:
+    try:
+        return base64.b64decode(fields.str(name), validate=True)
+    except ValueError:  # binascii.Error, or a string with non-ASCII characters
+        raise InputError(f"{fields.path(name)}: not valid base64") from None
+
+
 class Mode(enum.StrEnum):
     """Which ruleset governs the device right now."""
 
@@ -47,7 +54,7 @@ class Installed:
     @classmethod
     def from_dict(cls, value: object, *, where: str) -> Installed:
         fields = Fields(value, where)
-        payload = base64.b64decode(fields.str("payload"), validate=True)
+        payload = _base64_field(fields, "payload")
         update = parse_statement(payload, RulesetUpdate, what=f"{where}.payload")
         installed = cls(
             payload=payload,
@@ -140,7 +147,7 @@ class DeviceState:
     @classmethod
     def from_dict(cls, value: object, *, where: str = "device state") -> DeviceState:
         fields = Fields(value, where)
-        agreement_payload = base64.b64decode(fields.str("agreement"), validate=True)
+        agreement_payload = _base64_field(fields, "agreement")
         raw_installed = fields.optional_raw("installed")
         raw_license = fields.optional_raw("license")
         counters_fields = fields.object("counters")
