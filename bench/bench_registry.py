@@ -86,7 +86,7 @@ def baseline_insert(registry: Registry, path: Path, rows: int) -> float:
         for done, row in enumerate(reader, start=1):
             chunk.append(_raw_values(row))
             if len(chunk) >= CHUNK_ROWS or done == rows:
-                session.execute(insert(Entity), chunk)
+                session.connection().execute(insert(Entity.__table__), chunk)
                 chunk = []
             if done == rows:
                 break

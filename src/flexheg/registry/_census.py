@@ -272,4 +272,6 @@ class CensusMixin(OversightMixin):
         # that repeats an id of such a chunk is not reported in the same run.
         if errors:
             return
-        session.execute(insert(Entity), [values for _, values in chunk])
+        # A Core insert sends the chunk as one executemany; the ORM bulk insert would split it
+        # wherever the set of NULL columns changes (every switch between device and chip rows).
+        session.connection().execute(insert(Entity.__table__), [values for _, values in chunk])

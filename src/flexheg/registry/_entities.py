@@ -16,6 +16,7 @@ from flexheg.registry._models import Entity, EntityKind, EntityStatus
 from flexheg.wire import Envelope, PublicKey
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+_PUBLIC_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_RISK_WEIGHT = 100
 EARTH_RADIUS_KM = 6371.0088
 
@@ -79,7 +80,7 @@ def check_risk_weight(value: object) -> int:
 
 def public_key_from_hex(value: str, *, what: str) -> PublicKey:
     """Build an Ed25519 public key (with its securesystemslib key id) from 64 hex digits."""
-    if len(value) != 64 or not all(c in "0123456789abcdef" for c in value):
+    if not _PUBLIC_HEX.fullmatch(value):
         raise InputError(f"{what} {value!r} is not an Ed25519 public key; expected 64 lowercase hex digits")
     key = SSlibKey.from_crypto(Ed25519PublicKey.from_public_bytes(bytes.fromhex(value)))
     return PublicKey(key.keyid, key)
