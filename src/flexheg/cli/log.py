@@ -1,8 +1,8 @@
 """``flexheg log``: run a transparency log and its witnesses from the command line.
 
-A log directory holds ``log.sqlite`` (entries, subtree hashes, checkpoints), ``log-key.pem`` (the
+A log directory contains ``log.sqlite`` (entries, subtree hashes, checkpoints), ``log-key.pem`` (the
 log's Ed25519 key, mode 0600) and ``log.vkey`` (its C2SP verifier key, to give to devices). A
-witness directory holds ``witness.sqlite``, ``witness-key.pem``, ``witness.vkey`` and ``logs``
+witness directory contains ``witness.sqlite``, ``witness-key.pem``, ``witness.vkey`` and ``logs``
 (the verifier keys of the logs it witnesses, one a line).
 
 NOTE: keys are plain files on the host, as everywhere in the emulator.
@@ -56,7 +56,7 @@ def _new_key_dir(directory: Path, stem: str, name: str) -> NoteSigner:
 
     check_key_name(name, what="--name")
     if (directory / f"{stem}.sqlite").exists():
-        raise InputError(f"{directory}: already holds a {stem}; choose another directory")
+        raise InputError(f"{directory}: already contains a {stem}; choose another directory")
     directory.mkdir(parents=True, exist_ok=True)
     signer = NoteSigner.generate(name)
     pem = signer.private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())

@@ -1,7 +1,7 @@
 """Append-only Merkle log (RFC 9162) with signed checkpoints, witnesses and equivocation proofs.
 
 The pure checks that a device runs live in :mod:`flexheg.wire.merkle` and
-:mod:`flexheg.wire.checkpoint`; this package holds the services around them.
+:mod:`flexheg.wire.checkpoint`; this package contains the services around them.
 """
 
 from flexheg.translog.equivocation import (

@@ -44,7 +44,7 @@ def demo_subject(kind: str, version: int, note: str) -> bytes:
 
 @dataclass
 class StoryReport:
-    """What happened, step by step, with the proof file and the finding it proves."""
+    """Steps of the story in order, with the proof file and the finding it proves."""
 
     steps: list[str] = field(default_factory=list)
     proof_path: Path | None = None

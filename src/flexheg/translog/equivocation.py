@@ -69,7 +69,7 @@ def _unb64(text: str, what: str) -> bytes:
 
 @dataclass(frozen=True)
 class Finding:
-    """What a valid proof shows: the kind, who misbehaved and a sentence for people."""
+    """Result of a valid proof: the kind, the party that misbehaved, its key id and a sentence."""
 
     kind: str
     party: str

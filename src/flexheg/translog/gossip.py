@@ -4,7 +4,7 @@ A log that shows one device tree A and another device tree B cannot make both lo
 Exchanging checkpoints reveals it:
 
 * two checkpoints of one size with different roots are a :class:`LogForkProof` at once;
-* for two sizes ``m < n`` the pool asks the log (any :class:`ProofSource`, local or remote) for
+* for two sizes ``m < n`` the pool requests from the log (any :class:`ProofSource`, local or remote) for
   the root of its first ``m`` entries in the larger tree and a consistency proof to ``n``. A proof
   that verifies against a prefix root different from the smaller checkpoint's root is a
   :class:`LogForkProof`; a log that cannot produce a valid proof is reported, unproven.
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 class ProofSource(Protocol):
-    """What the pool asks a log for: a past root and a consistency proof, in the tree it serves."""
+    """Source of past roots and consistency proofs, from the tree that a log serves."""
 
     def root_hash(self, size: int | None = None) -> bytes: ...
 

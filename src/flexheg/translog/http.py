@@ -302,7 +302,7 @@ class HttpWitness:
                                   int(response.text.strip()))
         if response.status_code != 200:
             raise Rejected(Reason.WITNESS_QUORUM_NOT_MET,
-                           f"witness {self._name} answered {response.status_code}: "
+                           f"witness {self._name} returned HTTP status {response.status_code}: "
                            f"{response.text[:200]}")
         checkpoint_text = Checkpoint.parse(checkpoint).signed_note().text
         note = SignedNote.parse(checkpoint_text + "\n" + response.text, what="cosignature")
@@ -319,7 +319,7 @@ class HttpLogClient:
     def _get(self, path: str, params: dict[str, int]) -> Any:
         response = self._client.get(f"{self._base}{path}", params=params)
         if response.status_code != 200:
-            raise InputError(f"log {self._base}{path} answered {response.status_code}")
+            raise InputError(f"log {self._base}{path} returned HTTP status {response.status_code}")
         return response.json()
 
     def root_hash(self, size: int | None = None) -> bytes:

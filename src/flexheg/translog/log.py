@@ -113,16 +113,19 @@ class TransparencyLog:
                     f"entry {position} is {len(entry)} bytes; the limit is {MAX_ENTRY_SIZE}"
                 )
         with self._lock:
+            hashes = [leaf_hash(entry) for entry in entries]
+            stored = self._storage.find_many(hashes)
             results: list[Appended] = []
             new: list[StoredEntry] = []
             batch_index: dict[bytes, int] = {}
             compact = CompactRange(self._compact.size, self._compact.hashes())
             nodes: list[tuple[NodeId, bytes]] = []
-            for entry in entries:
-                hashed = leaf_hash(entry)
+            for entry, hashed in zip(entries, hashes, strict=True):
                 existing = batch_index.get(hashed)
                 if existing is None:
-                    existing = self._find_stored(hashed, entry)
+                    existing = next(
+                        (s.index for s in stored.get(hashed, ()) if s.data == entry), None
+                    )
                 if existing is not None:
                     results.append(Appended(existing, duplicate=True))
                     continue

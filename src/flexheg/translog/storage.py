@@ -61,6 +61,10 @@ class LogStorage(Protocol):
 
     def entries(self, start: int, end: int) -> list[StoredEntry]: ...
 
+    def find_many(self, leaf_hashes: Sequence[bytes]) -> dict[bytes, list[StoredEntry]]:
+        """Return the stored entries for each of ``leaf_hashes`` that is in the log."""
+        ...
+
     def save_checkpoint(self, size: int, note: bytes) -> None:
         """Store (or replace, for added cosignatures) the checkpoint note of ``size``."""
         ...
@@ -95,6 +99,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     return connection
 
+
+_QUERY_CHUNK = 500
+"""Parameters per ``IN (...)`` query; SQLite allows at least 999 in every version."""
 
 _LOG_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -195,6 +202,22 @@ class SQLiteLogStorage:
                 "SELECT MIN(idx) FROM entries WHERE leaf_hash = ?", (leaf_hash,)
             ).fetchone()
         return None if row[0] is None else int(row[0])
+
+    def find_many(self, leaf_hashes: Sequence[bytes]) -> dict[bytes, list[StoredEntry]]:
+        found: dict[bytes, list[StoredEntry]] = {}
+        unique = list(dict.fromkeys(leaf_hashes))
+        with self._lock:
+            for start in range(0, len(unique), _QUERY_CHUNK):
+                chunk = unique[start : start + _QUERY_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT idx, leaf_hash, data FROM entries WHERE leaf_hash IN ({marks})",  # noqa: S608 - only placeholders
+                    chunk,
+                )
+                for index, hashed, data in rows:
+                    stored = StoredEntry(int(index), bytes(hashed), bytes(data))
+                    found.setdefault(stored.leaf_hash, []).append(stored)
+        return found
 
     def entries(self, start: int, end: int) -> list[StoredEntry]:
         with self._lock:

@@ -4,7 +4,7 @@ The request follows the ``add-checkpoint`` call of C2SP tlog-witness: the log se
 the checkpoint it believes the witness last cosigned (``old``), a consistency proof from that size
 and the new signed checkpoint. The witness
 
-1. checks that it knows the log and that the log signed the checkpoint (``not-logged``);
+1. checks that it trusts the log and that the log signed the checkpoint (``not-logged``);
 2. checks ``old`` against its own stored size, else answers :class:`WitnessConflict` with the
    size it has, so that the log can retry with the right proof;
 3. verifies the consistency proof from its stored checkpoint (``inconsistent-log``); two signed

@@ -409,7 +409,7 @@ def verify_checkpoint(checkpoint: Checkpoint, log_key: NoteVerifier) -> None:
 
 @dataclass(frozen=True)
 class WitnessResult:
-    """Which configured witnesses validly cosigned a checkpoint, and how many are needed."""
+    """Outcome of a witness policy: the witnesses with a valid cosignature, the missing ones, the quorum."""
 
     satisfied: bool
     cosigned: tuple[str, ...]
@@ -517,7 +517,7 @@ class WitnessPolicy:
         if quorum_name in witnesses:
             return cls((witnesses[quorum_name],), 1), log_key
         if quorum_name not in groups:
-            raise InputError(f"{what}: quorum names {quorum_name!r}, which is no group or witness")
+            raise InputError(f"{what}: quorum group or witness {quorum_name!r} not found")
         threshold, members = groups[quorum_name]
         unknown = [m for m in members if m not in witnesses]
         if unknown:
@@ -555,7 +555,7 @@ class ConsistencyProof:
 
 @dataclass(frozen=True)
 class LogBundle:
-    """What a device needs to accept logged statements: see ``docs/translog.md``.
+    """Proofs that a device checks before it accepts logged statements (``docs/translog.md``).
 
     ``inclusion[i]`` proves the i-th entry that the device checks. ``consistency`` connects the
     bundle's checkpoint with the newest checkpoint the device has seen, in whichever direction.
