@@ -27,13 +27,25 @@ from flexheg.rules import (
     to_source,
 )
 
-STRING_POOL = ("training", "inference", "eu", "us", "safety-v1", "bio-v2", "", "a b", 'q"uo\\te', "line\nbreak")
+STRING_POOL = (
+    "training",
+    "inference",
+    "eu",
+    "us",
+    "safety-v1",
+    "bio-v2",
+    "",
+    "a b",
+    'q"uo\\te',
+    "line\nbreak",
+)
 """String literals the generators use: workload kinds, region and eval names, and awkward text."""
 
 INT_POOL = (0, 1, 2, 7, 8, 100, 10**6, 10**8, 10**24, 10**25, 3 * 10**25, 10**32)
 
 _FACTS_BY_TYPE = {
-    fact_type: tuple(sorted(name for name, spec in FACTS.items() if spec.type is fact_type)) for fact_type in FactType
+    fact_type: tuple(sorted(name for name, spec in FACTS.items() if spec.type is fact_type))
+    for fact_type in FactType
 }
 
 
@@ -101,7 +113,9 @@ def make_rule(index: int, effect: Effect, expr: Expr) -> Rule:
 
 
 def rulesets(max_rules: int = 6, depth: int = 3) -> st.SearchStrategy[Ruleset]:
-    rule_specs = st.lists(st.tuples(st.sampled_from(list(Effect)), bool_exprs(depth)), min_size=0, max_size=max_rules)
+    rule_specs = st.lists(
+        st.tuples(st.sampled_from(list(Effect)), bool_exprs(depth)), min_size=0, max_size=max_rules
+    )
     return rule_specs.map(lambda specs: Ruleset([make_rule(i, e, x) for i, (e, x) in enumerate(specs)]))
 
 
@@ -129,9 +143,7 @@ def random_facts(rng: random.Random, ruleset: Ruleset, *, presence: float) -> di
     Integers come near the ruleset's literals and the bounds, so that comparisons go both ways.
     Strings share a small pool, so that equality between facts and literals is common.
     """
-    near = sorted(
-        {v + d for v in int_literals(ruleset) | set(INT_POOL) for d in (-1, 0, 1)}
-    )
+    near = sorted({v + d for v in int_literals(ruleset) | set(INT_POOL) for d in (-1, 0, 1)})
     strings = [*STRING_POOL, "zz", "yy", "xx", "other-1"]
     facts: dict[str, Value] = {}
     for name, spec in FACTS.items():

@@ -1,6 +1,6 @@
 """The ruleset pair library: every property verdict as expected, every counterexample confirmed.
 
-Each folder under ``pairs/`` holds ``old.toml`` and ``new.toml``; ``pairs/expected.toml`` lists
+Each folder under ``pairs/`` contains ``old.toml`` and ``new.toml``; ``pairs/expected.toml`` lists
 the expected verdicts. The counterexamples are re-checked here with the evaluator, independently
 of the prover's own re-check.
 """

@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+import z3
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from flexheg.rules import (
     Ruleset,
     SuccessionKind,
     SuccessionRule,
+    Value,
     parse_rule,
     parse_workload,
 )
@@ -41,7 +43,9 @@ from .strategies import random_facts, rulesets
 
 def ruleset(*rules: tuple[str, str], caps: dict[str, int] | None = None, succession: Any = ()) -> Ruleset:
     parsed = [
-        parse_rule({"id": f"r{i}", "effect": effect, "when": when, "reason": f"rule {i}"}, caps=caps or {}, where="t")
+        parse_rule(
+            {"id": f"r{i}", "effect": effect, "when": when, "reason": f"rule {i}"}, caps=caps or {}, where="t"
+        )
         for i, (effect, when) in enumerate(rules)
     ]
     return Ruleset(parsed, caps, succession)
@@ -101,7 +105,10 @@ def test_required_facts_are_never_missing() -> None:
 
 
 def test_distinct_free_strings_can_be_equal() -> None:
-    new = ruleset(("deny", "workload.run_id == device.id && workload.model_digest == location.region"), ("allow", "true"))
+    new = ruleset(
+        ("deny", "workload.run_id == device.id && workload.model_digest == location.region"),
+        ("allow", "true"),
+    )
     result = prove_ratchet(ALLOW_ALL, new)
     assert result.verdict is Verdict.REFUTED
     assert result.counterexample is not None
@@ -126,7 +133,9 @@ def test_four_free_strings_can_all_differ() -> None:
     assert result.verdict is Verdict.REFUTED
     assert result.counterexample is not None
     facts = result.counterexample.all_facts()
-    values = {facts[name] for name in ("workload.run_id", "device.id", "workload.model_digest", "location.region")}
+    values = {
+        facts[name] for name in ("workload.run_id", "device.id", "workload.model_digest", "location.region")
+    }
     assert len(values) == 4
 
 
@@ -143,7 +152,9 @@ def test_set_membership_of_fact_value() -> None:
     assert result.verdict is Verdict.REFUTED
     assert result.counterexample is not None
     facts = result.counterexample.all_facts()
-    assert facts["workload.run_id"] in facts["workload.evals_passed"]
+    evals = facts["workload.evals_passed"]
+    assert isinstance(evals, tuple)
+    assert facts["workload.run_id"] in evals
 
 
 def test_counterexample_large_flop_is_text() -> None:
@@ -159,15 +170,15 @@ def test_counterexample_large_flop_is_text() -> None:
 def test_rule_outside_fragment_is_unprovable() -> None:
     product = Arith("*", Fact("workload.flop", FactType.INT), Fact("workload.cluster_size", FactType.INT))
     expr = Compare(">", product, Literal(10, FactType.INT))
-    nonlinear = Ruleset([Rule("nonlinear", Effect.ALLOW, "workload.flop * workload.cluster_size > 10", "r", expr)])
+    nonlinear = Ruleset(
+        [Rule("nonlinear", Effect.ALLOW, "workload.flop * workload.cluster_size > 10", "r", expr)]
+    )
     result = prove_ratchet(ALLOW_ALL, nonlinear)
     assert result.verdict is Verdict.UNPROVABLE
     assert "outside the provable fragment" in result.detail
 
 
 def test_solver_unknown_is_unprovable(monkeypatch: pytest.MonkeyPatch) -> None:
-    import z3
-
     monkeypatch.setattr(z3.Solver, "check", lambda self, *args: z3.unknown)
     monkeypatch.setattr(z3.Solver, "reason_unknown", lambda self: "timeout")
     result = prove_ratchet(ALLOW_ALL, ruleset())
@@ -195,8 +206,14 @@ def test_baseline_rights_rejects_bad_condition() -> None:
 
 
 def test_counterexample_round_trips_through_descriptor() -> None:
-    facts = {"workload.kind": "training", "workload.run_id": "r", "workload.flop": 10**25,
-             "workload.cluster_size": 4, "workload.evals_passed": ("a",), "device.licensed": True}
+    facts: dict[str, Value] = {
+        "workload.kind": "training",
+        "workload.run_id": "r",
+        "workload.flop": 10**25,
+        "workload.cluster_size": 4,
+        "workload.evals_passed": ("a",),
+        "device.licensed": True,
+    }
     counterexample = counterexample_from_facts(facts, {})
     assert counterexample.all_facts() == facts
     assert "device.licensed" in counterexample.facts
@@ -220,8 +237,18 @@ CAPPED = ruleset(("allow", "workload.flop <= caps.limit"), caps={"limit": 100})
         (SuccessionRule(SuccessionKind.CAP_NOT_HIGHER, cap="limit"), CAPPED, 1, Verdict.PROVED),
         (SuccessionRule(SuccessionKind.RATCHET), ALLOW_ALL, 1, Verdict.PROVED),
         (SuccessionRule(SuccessionKind.RATCHET), ruleset(), 1, Verdict.REFUTED),
-        (SuccessionRule(SuccessionKind.BASELINE_RIGHTS, when="workload.flop < 10"), CAPPED, 1, Verdict.PROVED),
-        (SuccessionRule(SuccessionKind.BASELINE_RIGHTS, when="workload.flop < 1000"), CAPPED, 1, Verdict.REFUTED),
+        (
+            SuccessionRule(SuccessionKind.BASELINE_RIGHTS, when="workload.flop < 10"),
+            CAPPED,
+            1,
+            Verdict.PROVED,
+        ),
+        (
+            SuccessionRule(SuccessionKind.BASELINE_RIGHTS, when="workload.flop < 1000"),
+            CAPPED,
+            1,
+            Verdict.REFUTED,
+        ),
     ],
 )
 def test_succession_kinds(rule: SuccessionRule, new: Ruleset, lifetime: int | None, verdict: Verdict) -> None:
@@ -260,7 +287,11 @@ def test_verify_succession_raises_on_violation() -> None:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(old=rulesets(max_rules=4, depth=2), new=rulesets(max_rules=4, depth=2), sample_seed=st.integers(0, 2**32 - 1))
+@given(
+    old=rulesets(max_rules=4, depth=2),
+    new=rulesets(max_rules=4, depth=2),
+    sample_seed=st.integers(0, 2**32 - 1),
+)
 def test_ratchet_verdict_agrees_with_sampling(old: Ruleset, new: Ruleset, sample_seed: int) -> None:
     result = prove_ratchet(old, new)
     assert result.verdict is not Verdict.UNPROVABLE

@@ -34,7 +34,9 @@ def write_update(path: Path, rules: Path, *, version: int, lifetime: int, agreem
 
 
 def test_toml_pair_all_proved() -> None:
-    code, document = run(str(PAIRS / "ratchet-rule-kept/new.toml"), "--against", str(PAIRS / "ratchet-rule-kept/old.toml"))
+    code, document = run(
+        str(PAIRS / "ratchet-rule-kept/new.toml"), "--against", str(PAIRS / "ratchet-rule-kept/old.toml")
+    )
     assert code == 0
     assert document["ok"] is True
     verdicts = {entry["name"]: entry["verdict"] for entry in document["properties"]}
@@ -123,7 +125,13 @@ def test_bad_files_exit_two(tmp_path: Path, content: str, suffix: str) -> None:
 
 def test_bad_baseline_condition_exits_two() -> None:
     folder = PAIRS / "relax-flop-cap"
-    code, _ = run(str(folder / "new.toml"), "--against", str(folder / "old.toml"), "--baseline-rights", "workload.flop <")
+    code, _ = run(
+        str(folder / "new.toml"),
+        "--against",
+        str(folder / "old.toml"),
+        "--baseline-rights",
+        "workload.flop <",
+    )
     assert code == 2
 
 

@@ -20,7 +20,7 @@ from rich.table import Table
 from flexheg.cli._files import read_bytes
 from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
 from flexheg.errors import InputError, Reason
-from flexheg.rules import Ruleset, RulesetUpdate, load_rules_file
+from flexheg.rules import Ruleset, RulesetUpdate, SuccessionKind, load_rules_file
 from flexheg.wire import Envelope, loads_strict, parse_statement_dict
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ def _update_properties(new: LoadedRuleset, old: LoadedRuleset) -> list[dict[str,
 def build_report(new: LoadedRuleset, old: LoadedRuleset, baseline_rights: list[str]) -> dict[str, Any]:
     """Run every check and return the report document that the command prints."""
     from flexheg.rules.prover import (  # noqa: PLC0415 - z3 loads slowly; keep --help fast
-        SuccessionKind,
         check_succession,
         prove_baseline_rights,
         prove_equivalent,
@@ -153,17 +152,17 @@ def _render(document: dict[str, Any]) -> Table:
 
 @handle_errors
 def check(
-    new: Annotated[Path, typer.Argument(help="New ruleset: TOML rules file, update file or signed envelope.")],
-    against: Annotated[
-        Path, typer.Option("--against", help="Current ruleset, in any of the same forms.")
+    new: Annotated[
+        Path, typer.Argument(help="New ruleset: TOML rules file, update file or signed envelope.")
     ],
+    against: Annotated[Path, typer.Option("--against", help="Current ruleset, in any of the same forms.")],
     baseline_rights: Annotated[
         list[str] | None,
         typer.Option("--baseline-rights", help="CEL condition NEW must allow whenever it holds; repeatable."),
     ] = None,
     json: JsonOption = False,
 ) -> None:
-    """Prove or refute each property of NEW against OLD, with a counterexample workload for each refutation."""
+    """Prove or refute each property of NEW against OLD, with a counterexample for each refutation."""
     loaded_new = load_ruleset(new)
     loaded_old = load_ruleset(against)
     document = build_report(loaded_new, loaded_old, list(baseline_rights or []))

@@ -3,7 +3,7 @@
 Every fact gets a presence variable and a value variable, so the three-valued semantics of the
 evaluator are exact: a boolean expression becomes a pair ``(is_true, is_false)``, and it is an
 error exactly when neither holds. Integer and string expressions become a pair ``(term, ok)``
-where ``ok`` says that no fact they read is missing.
+where ``ok`` is true when no fact they read is missing.
 
 Strings are an enumeration. The universe holds every string literal the translated expressions
 mention, the workload kinds, and one fresh value per free string fact. A string fact is an integer
@@ -82,12 +82,12 @@ def ruleset_literals(ruleset: Ruleset) -> set[str]:
     return found
 
 
-def _fresh_strings(taken: set[str], count: int) -> list[str]:
+def _fresh_strings(reserved: set[str], count: int) -> list[str]:
     fresh: list[str] = []
     number = 1
     while len(fresh) < count:
         candidate = f"other-{number}"
-        if candidate not in taken:
+        if candidate not in reserved:
             fresh.append(candidate)
         number += 1
     return fresh
@@ -137,6 +137,16 @@ class Encoding:
     @property
     def optional_facts(self) -> list[str]:
         return [name for name in FACTS if name not in self.required]
+
+    def preferences(self) -> list[list[Any]]:
+        """Return constraint sets for readable models, most preferred first.
+
+        First every fact present and every free string outside the literals, then every fact
+        present. A model that satisfies neither may still be a valid counterexample.
+        """
+        all_present = [self.present[name] for name in self.optional_facts]
+        fresh_strings = [self.value[name] >= len(self.literals) for name in _FREE_STRING_FACTS]
+        return [all_present + fresh_strings, all_present]
 
     # Translation of expressions.
 

@@ -10,7 +10,8 @@ Every check follows the same steps:
    fragment makes the result ``unprovable``.
 2. Ask z3 for a workload that violates the property. ``unsat`` proves the property; ``unknown``
    (a timeout) makes it ``unprovable``.
-3. On ``sat``, prefer a violating workload with every fact present, because it reads more easily.
+3. On ``sat``, prefer a violating workload with every fact present and no string that merely
+   repeats a literal, because it reads more easily.
 4. Turn the model into a workload descriptor and the other facts, and re-run the evaluator
    (``Ruleset.decide``) on them. Only a counterexample the evaluator confirms is returned;
    otherwise the result is ``unprovable`` and the disagreement is logged as an error.
@@ -20,9 +21,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import z3
 
 from flexheg.errors import Reason, Rejected
 from flexheg.rules._ast import Expr, Value
@@ -36,6 +39,7 @@ from flexheg.rules._ruleset import (
     SuccessionRule,
     parse_workload,
 )
+from flexheg.rules._smt import Encoding, UntranslatableError, encoding_for
 from flexheg.wire import MAX_SAFE_INTEGER
 
 logger = logging.getLogger(__name__)
@@ -67,7 +71,7 @@ class Counterexample:
     decisions: dict[str, Decision] = field(default_factory=dict)
 
     def all_facts(self) -> dict[str, Value]:
-        """Return the facts the evaluator sees: the parsed descriptor plus the other facts."""
+        """Return the facts that the evaluator reads: the parsed descriptor plus the other facts."""
         return {**parse_workload(self.workload, what="counterexample workload"), **self.facts}
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,11 +133,9 @@ def counterexample_from_facts(facts: Mapping[str, Value], decisions: dict[str, D
     return Counterexample(workload, other, absent, decisions)
 
 
-def _search(name: str, build: Callable[[Any], Any], encoding: Any, confirm: Confirm, timeout_ms: int) -> PropertyResult:
-    import z3  # noqa: PLC0415 - z3 takes a noticeable time to import
-
-    from flexheg.rules._smt import UntranslatableError  # noqa: PLC0415
-
+def _search(
+    name: str, build: Callable[[Encoding], Any], encoding: Encoding, confirm: Confirm, timeout_ms: int
+) -> PropertyResult:
     # Step 1.
     try:
         violation = build(encoding)
@@ -149,16 +151,22 @@ def _search(name: str, build: Callable[[Any], Any], encoding: Any, confirm: Conf
     if outcome == z3.unsat:
         return PropertyResult(name, Verdict.PROVED, "holds for every workload")
     if outcome != z3.sat:
-        why = solver.reason_unknown()
-        return PropertyResult(name, Verdict.UNPROVABLE, f"the solver gave up after {timeout_ms} ms: {why}")
+        reason = solver.reason_unknown()
+        return PropertyResult(
+            name, Verdict.UNPROVABLE, f"the solver returned unknown within {timeout_ms} ms: {reason}"
+        )
 
     # Step 3.
     model = solver.model()
-    solver.push()
-    solver.add(*(encoding.present[fact] for fact in encoding.optional_facts))
-    if solver.check() == z3.sat:
-        model = solver.model()
-    solver.pop()
+    for preference in encoding.preferences():
+        solver.push()
+        solver.add(*preference)
+        preferred = solver.check() == z3.sat
+        if preferred:
+            model = solver.model()
+        solver.pop()
+        if preferred:
+            break
 
     # Step 4.
     facts = encoding.facts_from_model(model)
@@ -189,11 +197,8 @@ def _describe(decisions: Mapping[str, Decision]) -> str:
 
 def prove_ratchet(old: Ruleset, new: Ruleset, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> PropertyResult:
     """Prove that ``new`` allows every workload that ``old`` allows."""
-    from flexheg.rules._smt import encoding_for  # noqa: PLC0415
 
-    def build(encoding: Any) -> Any:
-        import z3  # noqa: PLC0415
-
+    def build(encoding: Encoding) -> Any:
         return z3.And(encoding.allowed(old), z3.Not(encoding.allowed(new)))
 
     def confirm(facts: Mapping[str, Value]) -> tuple[bool, dict[str, Decision]]:
@@ -211,14 +216,10 @@ def prove_baseline_rights(
     Raises:
         InputError: ``condition`` is text that does not parse.
     """
-    from flexheg.rules._smt import encoding_for  # noqa: PLC0415
-
     expr = parse_expression(condition, where="baseline rights") if isinstance(condition, str) else condition
     region = compile_expression(expr)
 
-    def build(encoding: Any) -> Any:
-        import z3  # noqa: PLC0415
-
+    def build(encoding: Encoding) -> Any:
         return z3.And(encoding.truth(expr)[0], z3.Not(encoding.allowed(ruleset)))
 
     def confirm(facts: Mapping[str, Value]) -> tuple[bool, dict[str, Decision]]:
@@ -228,11 +229,12 @@ def prove_baseline_rights(
     return _search("baseline-rights", build, encoding_for([ruleset], [expr]), confirm, timeout_ms)
 
 
-def prove_equivalent(first: Ruleset, second: Ruleset, *, timeout_ms: int = DEFAULT_TIMEOUT_MS) -> PropertyResult:
+def prove_equivalent(
+    first: Ruleset, second: Ruleset, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+) -> PropertyResult:
     """Prove that two rulesets allow exactly the same workloads (the deciding rules may differ)."""
-    from flexheg.rules._smt import encoding_for  # noqa: PLC0415
 
-    def build(encoding: Any) -> Any:
+    def build(encoding: Encoding) -> Any:
         return encoding.allowed(first) != encoding.allowed(second)
 
     def confirm(facts: Mapping[str, Value]) -> tuple[bool, dict[str, Decision]]:
@@ -371,10 +373,10 @@ def _check_keep_rule(rule: SuccessionRule, old: Ruleset, new: Ruleset) -> Succes
     if successor is None:
         return SuccessionCheck(rule, Verdict.REFUTED, f"the new ruleset drops rule {rule.rule!r}")
     if successor != kept:
-        changed = [name for name in ("effect", "when", "reason") if getattr(successor, name) != getattr(kept, name)]
-        return SuccessionCheck(
-            rule, Verdict.REFUTED, f"rule {rule.rule!r} changed its {', '.join(changed)}"
-        )
+        changed = [
+            name for name in ("effect", "when", "reason") if getattr(successor, name) != getattr(kept, name)
+        ]
+        return SuccessionCheck(rule, Verdict.REFUTED, f"rule {rule.rule!r} changed its {', '.join(changed)}")
     detail = f"rule {rule.rule!r} is kept verbatim"
     if successor.expr != kept.expr:
         # The text is the same but a cap it names changed value; cap succession rules govern that.
@@ -403,14 +405,7 @@ def _check_cap(rule: SuccessionRule, old: Ruleset, new: Ruleset) -> SuccessionCh
     lower = rule.kind is SuccessionKind.CAP_NOT_LOWER
     if (after < before) if lower else (after > before):
         direction = "lowers" if lower else "raises"
-        return SuccessionCheck(rule, Verdict.REFUTED, f"the new ruleset {direction} cap {rule.cap!r} from {before} to {after}")
+        return SuccessionCheck(
+            rule, Verdict.REFUTED, f"the new ruleset {direction} cap {rule.cap!r} from {before} to {after}"
+        )
     return SuccessionCheck(rule, Verdict.PROVED, f"cap {rule.cap!r} goes from {before} to {after}")
-
-
-def check_all(
-    old: Ruleset, new: Ruleset, *, new_lifetime: int | None, baseline_rights: Sequence[str] = ()
-) -> tuple[SuccessionReport, list[PropertyResult]]:
-    """Run the succession checks and prove each explicit baseline-rights condition on ``new``."""
-    report = check_succession(old, new, new_lifetime=new_lifetime)
-    extra = [prove_baseline_rights(new, condition) for condition in baseline_rights]
-    return report, extra
