@@ -12,10 +12,12 @@ from flexheg.attest import EvidenceBundle, appraise
 from flexheg.cli._files import read_bytes
 from flexheg.cli._output import JsonOption, emit, handle_errors
 from flexheg.cli.verify_equivocation import equivocation
+from flexheg.cli.verify_model import model
 from flexheg.wire import parse_time
 
 app = typer.Typer(no_args_is_help=True)
 app.command("equivocation")(equivocation)
+app.command("model")(model)
 
 
 @app.command("evidence")
