@@ -14,11 +14,17 @@ from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import (
     FACTS,
     Arith,
+    BoolOp,
     Compare,
     Effect,
+    Expr,
     Fact,
     FactType,
+    Has,
+    In,
     Literal,
+    Neg,
+    Not,
     Rule,
     Ruleset,
     SuccessionKind,
@@ -176,6 +182,46 @@ def test_rule_outside_fragment_is_unprovable() -> None:
     result = prove_ratchet(ALLOW_ALL, nonlinear)
     assert result.verdict is Verdict.UNPROVABLE
     assert "outside the provable fragment" in result.detail
+
+
+INT_FACT = Fact("workload.flop", FactType.INT)
+STRING_FACT = Fact("device.id", FactType.STRING)
+BOOL_FACT = Fact("device.licensed", FactType.BOOL)
+SEVEN = Literal(7, FactType.INT)
+TEXT = Literal("a", FactType.STRING)
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        Compare("==", INT_FACT, TEXT),
+        Compare("<", STRING_FACT, TEXT),
+        Compare("<", BOOL_FACT, Literal(True, FactType.BOOL)),
+        Compare("=~", INT_FACT, SEVEN),
+        In(SEVEN, Literal(("a",), FactType.STRING_SET)),
+        In(TEXT, STRING_FACT),
+        Fact("device.licensed", FactType.INT),
+        Compare("==", Fact("device.serial", FactType.INT), SEVEN),
+        Has("device.serial"),
+        Not(INT_FACT),
+        BoolOp("^", BOOL_FACT, BOOL_FACT),
+        Compare(">", Neg(TEXT), SEVEN),
+        Compare(">", Arith("/", INT_FACT, SEVEN), SEVEN),
+        Compare("==", Literal(True, FactType.INT), SEVEN),
+        INT_FACT,
+    ],
+    ids=repr,
+)
+def test_hand_built_tree_outside_fragment(expr: Expr) -> None:
+    rule = Rule("odd", Effect.ALLOW, "hand-built", "r", expr)
+    result = prove_ratchet(ALLOW_ALL, Ruleset([rule]))
+    assert result.verdict is Verdict.UNPROVABLE
+
+
+def test_unknown_effect_is_unprovable() -> None:
+    rule = Rule("odd", "allow", "true", "r", Literal(True, FactType.BOOL))  # type: ignore[arg-type]
+    result = prove_equivalent(ALLOW_ALL, Ruleset([rule]))
+    assert result.verdict is Verdict.UNPROVABLE
 
 
 def test_solver_unknown_is_unprovable(monkeypatch: pytest.MonkeyPatch) -> None:

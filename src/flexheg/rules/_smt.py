@@ -75,6 +75,84 @@ def string_literals(expr: Expr) -> set[str]:
     return found
 
 
+_LITERAL_TYPES: dict[FactType, type] = {
+    FactType.INT: int,
+    FactType.BOOL: bool,
+    FactType.STRING: str,
+    FactType.STRING_SET: tuple,
+}
+
+
+def check_fragment(expr: Expr) -> None:
+    """Raise unless ``expr`` is a well-typed boolean condition inside the translated fragment.
+
+    The parser admits only such conditions. This check keeps a tree built another way from
+    being translated into a formula that means something else.
+
+    Raises:
+        UntranslatableError: naming the first node outside the fragment.
+    """
+    if type_of(expr) is not FactType.BOOL:
+        raise UntranslatableError(f"a condition must be boolean, not {type_of(expr).value}")
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        problem = _node_problem(node)
+        if problem:
+            raise UntranslatableError(problem)
+        if isinstance(node, Not | Neg):
+            stack.append(node.operand)
+        elif isinstance(node, BoolOp | Compare | Arith):
+            stack += [node.left, node.right]
+        elif isinstance(node, In):
+            stack += [node.item, node.container]
+
+
+def _node_problem(node: Expr) -> str | None:
+    """Return why one node is outside the fragment, or None (its children are checked separately)."""
+    if isinstance(node, Literal):
+        value_type = _LITERAL_TYPES[node.type]
+        if not isinstance(node.value, value_type) or (value_type is int and isinstance(node.value, bool)):
+            return f"literal {node.value!r} is not a {node.type.value}"
+        return None
+    if isinstance(node, Fact | Has):
+        spec = FACTS.get(node.name)
+        if spec is None:
+            return f"unknown fact {node.name!r}"
+        if isinstance(node, Fact) and spec.type is not node.type:
+            return f"fact {node.name} is a {spec.type.value}, not a {node.type.value}"
+        return None
+    if isinstance(node, Not):
+        return None if type_of(node.operand) is FactType.BOOL else "'!' on a non-boolean"
+    if isinstance(node, Neg):
+        return None if type_of(node.operand) is FactType.INT else "unary '-' on a non-integer"
+    if isinstance(node, BoolOp):
+        operands_bool = type_of(node.left) is type_of(node.right) is FactType.BOOL
+        return None if node.op in ("&&", "||") and operands_bool else f"boolean operator {node.op!r}"
+    if isinstance(node, Arith):
+        operands_int = type_of(node.left) is type_of(node.right) is FactType.INT
+        linear = node.op in ("+", "-") or (
+            node.op == "*" and (isinstance(node.left, Literal) or isinstance(node.right, Literal))
+        )
+        return (
+            None if operands_int and linear else f"arithmetic {node.op!r} outside linear integer arithmetic"
+        )
+    if isinstance(node, Compare):
+        left_type, right_type = type_of(node.left), type_of(node.right)
+        if left_type is not right_type or left_type is FactType.STRING_SET:
+            return f"comparison of {left_type.value} with {right_type.value}"
+        if node.op in ("==", "!="):
+            return None
+        if node.op in ("<", "<=", ">", ">=") and left_type is FactType.INT:
+            return None
+        return f"comparison {node.op!r} on {left_type.value}"
+    if isinstance(node, In):
+        if type_of(node.item) is not FactType.STRING or type_of(node.container) is not FactType.STRING_SET:
+            return "'in' needs a string and a string set"
+        return None
+    return f"unknown node {type(node).__name__}"
+
+
 def ruleset_literals(ruleset: Ruleset) -> set[str]:
     found: set[str] = set()
     for rule in ruleset.rules:
@@ -149,6 +227,15 @@ class Encoding:
         return [all_present + fresh_strings, all_present]
 
     # Translation of expressions.
+
+    def condition(self, expr: Expr) -> BoolPair:
+        """Check that a rule condition is inside the fragment, then translate it with :meth:`truth`.
+
+        Raises:
+            UntranslatableError: the condition is outside the fragment.
+        """
+        check_fragment(expr)
+        return self.truth(expr)
 
     def truth(self, expr: Expr) -> BoolPair:
         """Translate a boolean expression into ``(is_true, is_false)``."""
@@ -270,17 +357,19 @@ class Encoding:
 
     def allowed(self, ruleset: Ruleset) -> Any:
         """Return a z3 boolean that is true exactly when ``ruleset`` allows the workload."""
-        no_deny = [self.truth(r.expr)[1] for r in ruleset.rules if r.effect is Effect.DENY]
-        some_allow = [self.truth(r.expr)[0] for r in ruleset.rules if r.effect is Effect.ALLOW]
+        _check_effects(ruleset)
+        no_deny = [self.condition(r.expr)[1] for r in ruleset.rules if r.effect is Effect.DENY]
+        some_allow = [self.condition(r.expr)[0] for r in ruleset.rules if r.effect is Effect.ALLOW]
         return z3.And(*no_deny, z3.Or(*some_allow)) if some_allow else z3.BoolVal(False)
 
     def decided_by(self, ruleset: Ruleset) -> Any:
         """Return a z3 integer: the position in ``ruleset.rules`` of the deciding rule, or -1."""
+        _check_effects(ruleset)
         ordered = [(i, r) for i, r in enumerate(ruleset.rules) if r.effect is Effect.DENY]
         ordered += [(i, r) for i, r in enumerate(ruleset.rules) if r.effect is Effect.ALLOW]
         result: Any = z3.IntVal(-1)
         for position, rule in reversed(ordered):
-            is_true, is_false = self.truth(rule.expr)
+            is_true, is_false = self.condition(rule.expr)
             fires = z3.Not(is_false) if rule.effect is Effect.DENY else is_true
             result = z3.If(fires, z3.IntVal(position), result)
         return result
@@ -356,6 +445,12 @@ class Encoding:
             else:
                 facts[name] = self.universe[int(value.as_long())]
         return facts
+
+
+def _check_effects(ruleset: Ruleset) -> None:
+    for rule in ruleset.rules:
+        if not isinstance(rule.effect, Effect):
+            raise UntranslatableError(f"rule {rule.id!r} has effect {rule.effect!r}, not allow or deny")
 
 
 def encoding_for(rulesets: Sequence[Ruleset], extra: Sequence[Expr] = ()) -> Encoding:

@@ -220,7 +220,7 @@ def prove_baseline_rights(
     region = compile_expression(expr)
 
     def build(encoding: Encoding) -> Any:
-        return z3.And(encoding.truth(expr)[0], z3.Not(encoding.allowed(ruleset)))
+        return z3.And(encoding.condition(expr)[0], z3.Not(encoding.allowed(ruleset)))
 
     def confirm(facts: Mapping[str, Value]) -> tuple[bool, dict[str, Decision]]:
         decision = ruleset.decide(facts)
