@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,9 +17,28 @@ from pathlib import Path
 import pytest
 
 from flexheg.device.location import GeoPoint, Landmark, LocationPolicy
-from flexheg.wire import SigningKey, write_key_pair
+from flexheg.location.client import Round
+from flexheg.wire import Envelope, SigningKey, write_key_pair
 
 STARTUP_TIMEOUT_S = 30.0
+PROBE = Path(__file__).with_name("probe.py")
+
+
+def _realtime_prefix() -> list[str]:
+    """Return ``chrt -f 10`` where this machine lets us use FIFO real-time scheduling.
+
+    Each emulated round trip wakes four processes in turn. On a loaded machine each wake-up can
+    wait milliseconds for a CPU, which inflates round trips far beyond the propagation delay.
+    Real-time scheduling lets the measuring processes run as soon as a datagram arrives. It
+    changes only how tight the bounds are: scheduling can add delay but never remove it.
+    """
+    if shutil.which("chrt") is None:
+        return []
+    probe = subprocess.run(["chrt", "-f", "10", "true"], capture_output=True, check=False)
+    return ["chrt", "-f", "10"] if probe.returncode == 0 else []
+
+
+REALTIME = _realtime_prefix()
 
 
 @dataclass
@@ -116,6 +136,22 @@ def geneva_server(workdir: Path, geneva: LandmarkFiles) -> Iterator[Service]:
     assert service.process.returncode == 0, log
     assert "landmark geneva-1 serving on" in log
     assert "landmark geneva-1 stopped" in log
+
+
+def probe_rounds(
+    address: tuple[str, int], landmark: Landmark, rounds: int, folder: Path, *, prefix: Sequence[str] = ()
+) -> list[Round]:
+    """Measure ``rounds`` round trips from a separate (real-time where possible) process."""
+    landmark_path = folder / f"{landmark.id}.entry.json"
+    landmark_path.write_text(json.dumps(landmark.to_dict()), encoding="utf-8")
+    command = [*prefix, *REALTIME, sys.executable, str(PROBE), f"{address[0]}:{address[1]}",
+               str(landmark_path), str(rounds)]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [
+        Round(item["nonce"], Envelope.from_dict(item["response"], what="response"), item["rtt_ns"])
+        for item in json.loads(result.stdout)
+    ]
 
 
 def start_link(workdir: Path, upstream: tuple[str, int], distance_km: float, name: str) -> Service:

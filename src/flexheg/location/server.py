@@ -119,6 +119,10 @@ class LandmarkServer:
         """Ask :meth:`serve_forever` to return; safe to call from a signal handler or thread."""
         self._stop.set()
 
+    def close(self) -> None:
+        """Close the socket; :meth:`serve_forever` does this when it returns."""
+        self._sock.close()
+
     def serve_forever(self) -> None:
         """Answer challenges until :meth:`stop` is called, then close the socket."""
         host, port = self.address
@@ -139,7 +143,7 @@ class LandmarkServer:
                 self._queue.release()
         finally:
             selector.close()
-            self._sock.close()
+            self.close()
             logger.info(
                 "landmark %s stopped: answered %d challenges, dropped %d datagrams",
                 self.landmark_id,
