@@ -86,7 +86,7 @@ def baseline_insert(registry: Registry, path: Path, rows: int) -> float:
         for done, row in enumerate(reader, start=1):
             chunk.append(_raw_values(row))
             if len(chunk) >= CHUNK_ROWS or done == rows:
-                session.connection().execute(insert(Entity.__table__), chunk)
+                session.connection().execute(insert(Entity.metadata.tables["entities"]), chunk)
                 chunk = []
             if done == rows:
                 break
@@ -226,7 +226,7 @@ def serve(url: str) -> Iterator[tuple[str, str]]:
                 raise RuntimeError(f"flexheg serve exited: {process.stderr.read() if process.stderr else ''}")
             time.sleep(0.2)
         else:
-            raise RuntimeError("flexheg serve did not answer within 60 s")
+            raise RuntimeError("flexheg serve did not respond to /v1/health within 60 s")
         yield base, token
     finally:
         process.terminate()
@@ -313,7 +313,7 @@ def _random_key() -> dict[str, Any]:
 
 
 def _post(client: httpx.Client, path: str, body: dict[str, Any], *, retry: bool) -> str:
-    """POST once (or, for idempotent registrations, until a definite answer)."""
+    """POST once, or for idempotent registrations up to three times until a status arrives."""
     for _ in range(3 if retry else 1):
         try:
             response = client.post(path, json=body)

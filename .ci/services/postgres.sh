@@ -17,13 +17,13 @@ flexheg_pg_bin() {
 
 flexheg_pg_start() {
     local bin
-    bin=$(flexheg_pg_bin) || true
+    bin=$(flexheg_pg_bin || true)
     if [ -z "$bin" ]; then
         echo "postgres.sh: installing PostgreSQL from Debian's packages"
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -qq >/dev/null
         apt-get install -y -qq postgresql >/dev/null
-        bin=$(flexheg_pg_bin)
+        bin=$(flexheg_pg_bin || true)
     fi
     if [ -z "$bin" ]; then
         echo "postgres.sh: pg_ctl not found after installing postgresql" >&2

@@ -1,7 +1,7 @@
 """Concurrent writers against a real ``flexheg serve`` process on loopback.
 
-The load driver is ``bench/bench_registry.py load``; here it runs small (8 writers, 20 writes
-each of two kinds, at most 60 s) and the test checks that no acknowledged write was lost or
+The load driver is ``bench/bench_registry.py load``. Here it runs small: 8 writers with 20
+writes of each kind, for at most 60 s. The test checks that no acknowledged write was lost or
 stored twice.
 """
 

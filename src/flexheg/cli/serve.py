@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from flexheg.cli._output import handle_errors
+from flexheg.cli._output import configure_logging, handle_errors
 from flexheg.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ def command(
         thread_limit=workers_threads,
     )
     app = create_app(config)
+    # A service logs its start, stop and caught errors, so INFO is the least it shows.
+    if logging.getLogger("flexheg").getEffectiveLevel() > logging.INFO:
+        configure_logging(1)
     logger.info("serving on http://%s:%d", host, port)
     # log_config=None keeps the logging that the flexheg CLI configured.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

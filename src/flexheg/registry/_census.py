@@ -272,6 +272,6 @@ class CensusMixin(OversightMixin):
         # that repeats an id of such a chunk is not reported in the same run.
         if errors:
             return
-        # A Core insert sends the chunk as one executemany; the ORM bulk insert would split it
-        # wherever the set of NULL columns changes (every switch between device and chip rows).
-        session.connection().execute(insert(Entity.__table__), [values for _, values in chunk])
+        # A Core insert sends the chunk as one executemany. The ORM bulk insert would split it
+        # wherever the set of NULL columns changes, which is every switch between device and chip.
+        session.connection().execute(insert(Entity.metadata.tables["entities"]), [values for _, values in chunk])

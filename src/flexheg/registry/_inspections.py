@@ -153,8 +153,8 @@ class InspectionsMixin(CustodyMixin):
 
         A device not seen is marked missing; one seen again returns to active. Broken seals
         flag the device's custody. An uploaded power log is verified against the head and count
-        the device signed, and every power-off period longer than the configured threshold is
-        stored; it stays a problem until the owner records an explanation.
+        the device signed. Every power-off period longer than the configured threshold is stored,
+        and it stays a problem until the owner records an explanation.
         """
         if power_log is not None and (power_log_head is None or power_log_count is None):
             raise InputError("a power log needs the head and count from the device's evidence")

@@ -65,8 +65,8 @@ class DemoDevice:
 
 @dataclass(frozen=True)
 class RegistryDemoResult:
-    """What the scenario did: the round drawn, the displaced device's observation, and the
-    license decisions (``granted`` for the first device in good standing, if any)."""
+    """Outcome of the scenario: the round drawn, the displaced device's observation, and the
+    license decisions (``granted`` is the first device in good standing, if there is one)."""
 
     inspection_round: dict[str, Any]
     observation: dict[str, Any]

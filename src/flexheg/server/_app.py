@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flexheg import __version__
 from flexheg.errors import InputError, Rejected
@@ -40,7 +41,7 @@ API_PREFIX = "/v1"
 
 @dataclass(frozen=True)
 class TranslogOptions:
-    """Where the transparency log keeps its entries and which key signs its checkpoints."""
+    """Storage file, checkpoint signing key and name of the transparency log."""
 
     storage_path: Path
     key_path: Path
@@ -147,7 +148,7 @@ def log_write_guard(
 
 
 def owner_scope(principal: AuthenticatedPrincipal) -> str | None:
-    """Return the owner name that limits what ``principal`` sees, or None for no limit."""
+    """Return the owner name that limits what ``principal`` may read, or None for no limit."""
     return principal.name if principal.role is Role.OWNER else None
 
 
@@ -159,9 +160,20 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(InputError)
     async def _input(request: Request, exc: InputError) -> JSONResponse:
-        status = 404 if isinstance(exc, NotFoundError) else 409 if isinstance(exc, ConflictError) else 400
+        status = 400
+        if isinstance(exc, NotFoundError):
+            status = 404
+        elif isinstance(exc, ConflictError):
+            status = 409
         logger.info("%s %s failed with %d: %s", request.method, request.url.path, status, exc)
         return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        logger.info("%s %s failed with %d: %s", request.method, request.url.path, exc.status_code,
+                    exc.detail)
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
+                            headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
