@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
 from flexheg.attest.disclosure import present, verify_presentation
 from flexheg.authority import sign_approval
@@ -108,7 +108,11 @@ def main() -> None:
     inputs = torch.tensor(digits.data, dtype=torch.float32) / 16
     labels = torch.tensor(digits.target)
     model = torch.nn.Sequential(
-        torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
+        torch.nn.Linear(64, 128),
+        torch.nn.ReLU(),
+        torch.nn.Linear(128, 64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(64, 10),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
 
@@ -116,18 +120,28 @@ def main() -> None:
         return torch.nn.functional.cross_entropy(model(batch[0]), batch[1])
 
     def accuracy() -> torch.Tensor:
-        return (model(inputs).argmax(dim=1) == labels).float().mean()
+        correct: torch.Tensor = (model(inputs).argmax(dim=1) == labels).float().mean()
+        return correct
 
     predicate = f"run.flop_total < {args.cap}"
-    with TrainingRun(device, model, optimizer, run_id="digits-mlp", static_graph=True, weights_every=20,
-                     transcript_path=folder / "transcript.jsonl") as run:
+    with TrainingRun(
+        device,
+        model,
+        optimizer,
+        run_id="digits-mlp",
+        static_graph=True,
+        weights_every=20,
+        transcript_path=folder / "transcript.jsonl",
+    ) as run:
         run.add_dataset("sklearn-digits", (inputs, labels))
         batch_size = 64
         for step in range(args.steps):
             start = step * batch_size % (len(labels) - batch_size)
             run.step((inputs[start : start + batch_size], labels[start : start + batch_size]), loss_of)
         passed = run.evaluate("digits-accuracy", accuracy, threshold=0.85)
-        issued = run.finish(holder=lab_key.public, predicates=[predicate, '"digits-accuracy" in workload.evals_passed'])
+        issued = run.finish(
+            holder=lab_key.public, predicates=[predicate, '"digits-accuracy" in workload.evals_passed']
+        )
 
     save_file(model.state_dict(), str(folder / "model.safetensors"))
     (folder / "record.json").write_bytes(issued.bundle.to_json())
@@ -138,8 +152,12 @@ def main() -> None:
     nonce = secrets.token_hex(16)
     now = int(time.time())
     presentation = present(
-        issued.credential, disclose=[f"predicates/{predicate}", "weights"], holder_key=lab_key,
-        audience="verifier-state-b", nonce=nonce, now=now,
+        issued.credential,
+        disclose=[f"predicates/{predicate}", "weights"],
+        holder_key=lab_key,
+        audience="verifier-state-b",
+        nonce=nonce,
+        now=now,
     )
     verified = verify_presentation(
         presentation, agreement_payload=agreement_payload, audience="verifier-state-b", nonce=nonce, now=now

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from integrations.helpers import Setup, provision
 
 from flexheg.attest.disclosure import Credential, present, verify_presentation
 from flexheg.device.records import (
+    Transcript,
     b64url_encode,
     disclosure_digest,
     make_disclosure,
@@ -20,10 +20,10 @@ from flexheg.device.records import (
     sign_jws,
     verify_certificate,
 )
-from flexheg.device.records import Transcript
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import parse_workload
 from flexheg.wire import SigningKey
+from integrations.helpers import Setup, provision
 
 NOW = 1_900_000_000
 DIGEST = "sha256:" + "ab" * 32
@@ -34,10 +34,20 @@ def _transcript() -> Transcript:
     transcript = Transcript()
     transcript.append({"kind": "start", "run_id": "run-1", "parameters": 10**9, "admitted_flop": "0"})
     transcript.append({"kind": "weights", "step": 0, "digest": DIGEST})
-    transcript.append({"kind": "step", "step": 1, "phase": "pre-training", "batch": DIGEST, "samples": 8, "flop": "700"})
     transcript.append(
-        {"kind": "evaluation", "step": 1, "name": "mmlu", "score": "0.7", "threshold": "0.6", "goal": "max",
-         "weights": DIGEST, "flop": "0"}
+        {"kind": "step", "step": 1, "phase": "pre-training", "batch": DIGEST, "samples": 8, "flop": "700"}
+    )
+    transcript.append(
+        {
+            "kind": "evaluation",
+            "step": 1,
+            "name": "mmlu",
+            "score": "0.7",
+            "threshold": "0.6",
+            "goal": "max",
+            "weights": DIGEST,
+            "flop": "0",
+        }
     )
     transcript.append({"kind": "weights", "step": 1, "digest": DIGEST})
     return transcript
@@ -56,7 +66,12 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> tuple[Setup, str]:
 
 def _present(issued: tuple[Setup, str], disclose: list[str], **changes: object) -> str:
     setup, credential = issued
-    options: dict[str, object] = {"holder_key": setup.holder, "audience": "state-b", "nonce": "n-1", "now": NOW}
+    options: dict[str, object] = {
+        "holder_key": setup.holder,
+        "audience": "state-b",
+        "nonce": "n-1",
+        "now": NOW,
+    }
     options.update(changes)
     return present(credential, disclose=disclose, **options)  # type: ignore[arg-type]
 
@@ -82,8 +97,9 @@ def test_credential_lists_every_claim(issued: tuple[Setup, str]) -> None:
 
 def test_subset_disclosed_and_rest_hidden(issued: tuple[Setup, str]) -> None:
     presentation = _present(issued, ["weights", "predicates/run.flop_total < 1e25", "evaluations/mmlu@1"])
-    verified = verify_presentation(presentation, agreement_payload=issued[0].agreement_payload, audience="state-b",
-                                   nonce="n-1", now=NOW)
+    verified = verify_presentation(
+        presentation, agreement_payload=issued[0].agreement_payload, audience="state-b", nonce="n-1", now=NOW
+    )
     assert verified.claims == {"weights": DIGEST}
     assert verified.predicates == {"run.flop_total < 1e25": True}
     assert verified.evaluations["mmlu@1"]["passed"] is True
@@ -94,8 +110,11 @@ def test_subset_disclosed_and_rest_hidden(issued: tuple[Setup, str]) -> None:
 
 def test_full_disclosure_reveals_flop(issued: tuple[Setup, str]) -> None:
     verified = verify_presentation(
-        _present(issued, ["flop_total", "phases"]), agreement_payload=issued[0].agreement_payload,
-        audience="state-b", nonce="n-1", now=NOW,
+        _present(issued, ["flop_total", "phases"]),
+        agreement_payload=issued[0].agreement_payload,
+        audience="state-b",
+        nonce="n-1",
+        now=NOW,
     )
     assert verified.flop_total == 700
     assert verified.claims["phases"]["pre-training"]["flop"] == "700"
@@ -103,8 +122,11 @@ def test_full_disclosure_reveals_flop(issued: tuple[Setup, str]) -> None:
 
 def test_false_predicate_fails_requirement(issued: tuple[Setup, str]) -> None:
     verified = verify_presentation(
-        _present(issued, ["predicates/run.flop_total < 100"]), agreement_payload=issued[0].agreement_payload,
-        audience="state-b", nonce="n-1", now=NOW,
+        _present(issued, ["predicates/run.flop_total < 100"]),
+        agreement_payload=issued[0].agreement_payload,
+        audience="state-b",
+        nonce="n-1",
+        now=NOW,
     )
     with pytest.raises(Rejected):
         verified.require_predicate("run.flop_total < 100")
@@ -167,8 +189,13 @@ def test_jwt_signed_by_other_key_rejected(issued: tuple[Setup, str]) -> None:
 def test_other_agreement_rejected(issued: tuple[Setup, str], tmp_path: Path) -> None:
     other = provision(tmp_path, cap=1)
     with pytest.raises(Rejected) as rejected:
-        verify_presentation(_present(issued, ["weights"]), agreement_payload=other.agreement_payload,
-                            audience="state-b", nonce="n-1", now=NOW)
+        verify_presentation(
+            _present(issued, ["weights"]),
+            agreement_payload=other.agreement_payload,
+            audience="state-b",
+            nonce="n-1",
+            now=NOW,
+        )
     assert rejected.value.reason is Reason.UNKNOWN_SIGNER
 
 
@@ -199,12 +226,27 @@ def test_sd_jwt_package_reads_issuer_part(issued: tuple[Setup, str]) -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.sets(st.sampled_from(["weights", "flop_total", "run_id", "steps", "evaluations/mmlu@1",
-                                 "predicates/run.flop_total < 1e25"])))
+@given(
+    st.sets(
+        st.sampled_from(
+            [
+                "weights",
+                "flop_total",
+                "run_id",
+                "steps",
+                "evaluations/mmlu@1",
+                "predicates/run.flop_total < 1e25",
+            ]
+        )
+    )
+)
 def test_any_subset_verifies_to_itself(issued: tuple[Setup, str], chosen: set[str]) -> None:
     verified = verify_presentation(
-        _present(issued, sorted(chosen)), agreement_payload=issued[0].agreement_payload,
-        audience="state-b", nonce="n-1", now=NOW,
+        _present(issued, sorted(chosen)),
+        agreement_payload=issued[0].agreement_payload,
+        audience="state-b",
+        nonce="n-1",
+        now=NOW,
     )
     shown = set(verified.claims) | {f"evaluations/{k}" for k in verified.evaluations}
     shown |= {f"predicates/{k}" for k in verified.predicates}

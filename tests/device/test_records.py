@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from flexheg.device.records import (
     TRANSCRIPT_GENESIS,
     RecordBundle,
-    Transcript,
     TrainingRecord,
+    Transcript,
     b64url_decode,
     b64url_encode,
     parse_entry,
@@ -26,7 +26,6 @@ from flexheg.device.records import (
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import parse_workload
 from flexheg.wire import Envelope, SigningKey, parse_statement
-
 from integrations.helpers import Setup, provision
 
 DIGEST = "sha256:" + "ab" * 32
@@ -35,17 +34,37 @@ OTHER = "sha256:" + "cd" * 32
 names = st.text("abcxyz0123-_.", min_size=1, max_size=10).filter(lambda s: s[0].isalnum())
 flops = st.integers(0, 10**30).map(str)
 entries = st.one_of(
-    st.builds(lambda r, p: {"kind": "start", "run_id": r, "parameters": p, "admitted_flop": "0"}, names, st.integers(0, 2**40)),
-    st.builds(lambda n, s: {"kind": "dataset", "name": n, "digest": DIGEST, "samples": s}, names, st.integers(0, 10**9)),
+    st.builds(
+        lambda r, p: {"kind": "start", "run_id": r, "parameters": p, "admitted_flop": "0"},
+        names,
+        st.integers(0, 2**40),
+    ),
+    st.builds(
+        lambda n, s: {"kind": "dataset", "name": n, "digest": DIGEST, "samples": s},
+        names,
+        st.integers(0, 10**9),
+    ),
     st.builds(
         lambda s, p, f: {"kind": "step", "step": s, "phase": p, "batch": DIGEST, "samples": 64, "flop": f},
-        st.integers(1, 10**6), names, flops,
+        st.integers(1, 10**6),
+        names,
+        flops,
     ),
     st.builds(lambda s: {"kind": "weights", "step": s, "digest": OTHER}, st.integers(0, 10**6)),
     st.builds(
-        lambda s, n, g: {"kind": "evaluation", "step": s, "name": n, "score": "0.5", "threshold": "0.25", "goal": g,
-                         "weights": DIGEST, "flop": "10"},
-        st.integers(0, 10**6), names, st.sampled_from(["max", "min"]),
+        lambda s, n, g: {
+            "kind": "evaluation",
+            "step": s,
+            "name": n,
+            "score": "0.5",
+            "threshold": "0.25",
+            "goal": g,
+            "weights": DIGEST,
+            "flop": "10",
+        },
+        st.integers(0, 10**6),
+        names,
+        st.sampled_from(["max", "min"]),
     ),
     st.builds(lambda f: {"kind": "unspent", "flop": f}, flops),
 )
@@ -67,8 +86,11 @@ def test_transcript_change_moves_head(items: list[dict[str, Any]], data: st.Data
     transcript = Transcript.from_entries(items)
     index = data.draw(st.integers(0, len(items) - 1))
     changed = list(transcript.entries)
-    changed[index] = {"kind": "unspent", "flop": "7"} if changed[index] != {"kind": "unspent", "flop": "7"} else {
-        "kind": "unspent", "flop": "8"}
+    changed[index] = (
+        {"kind": "unspent", "flop": "7"}
+        if changed[index] != {"kind": "unspent", "flop": "7"}
+        else {"kind": "unspent", "flop": "8"}
+    )
     with pytest.raises(Rejected) as rejected:
         verify_transcript(changed, transcript.head)
     assert rejected.value.reason is Reason.RECORD_MISMATCH
@@ -84,10 +106,26 @@ def test_empty_transcript_head_is_genesis() -> None:
         {"kind": "step", "step": 0, "phase": "p", "batch": DIGEST, "samples": 1, "flop": "1"},
         {"kind": "step", "step": 1, "phase": "p", "batch": DIGEST, "samples": 1, "flop": "01"},
         {"kind": "step", "step": 1, "phase": "p", "batch": DIGEST, "samples": 1, "flop": "1", "extra": 1},
-        {"kind": "evaluation", "step": 1, "name": "e", "score": "nan", "threshold": "1", "goal": "max",
-         "weights": DIGEST, "flop": "1"},
-        {"kind": "evaluation", "step": 1, "name": "e", "score": "1", "threshold": "1", "goal": "up",
-         "weights": DIGEST, "flop": "1"},
+        {
+            "kind": "evaluation",
+            "step": 1,
+            "name": "e",
+            "score": "nan",
+            "threshold": "1",
+            "goal": "max",
+            "weights": DIGEST,
+            "flop": "1",
+        },
+        {
+            "kind": "evaluation",
+            "step": 1,
+            "name": "e",
+            "score": "1",
+            "threshold": "1",
+            "goal": "up",
+            "weights": DIGEST,
+            "flop": "1",
+        },
         {"kind": "unspent", "flop": str(10**33)},
         {"kind": "reboot"},
     ],
@@ -103,11 +141,26 @@ def _transcript(step_flops: list[int], *, run_id: str = "run-1", final: bool = T
     transcript.append({"kind": "weights", "step": 0, "digest": DIGEST})
     for index, flop in enumerate(step_flops, start=1):
         transcript.append(
-            {"kind": "step", "step": index, "phase": "pre-training", "batch": DIGEST, "samples": 8, "flop": str(flop)}
+            {
+                "kind": "step",
+                "step": index,
+                "phase": "pre-training",
+                "batch": DIGEST,
+                "samples": 8,
+                "flop": str(flop),
+            }
         )
     transcript.append(
-        {"kind": "evaluation", "step": len(step_flops), "name": "evals.bio", "score": "0.1", "threshold": "0.2",
-         "goal": "min", "weights": OTHER, "flop": "0"}
+        {
+            "kind": "evaluation",
+            "step": len(step_flops),
+            "name": "evals.bio",
+            "score": "0.1",
+            "threshold": "0.2",
+            "goal": "min",
+            "weights": OTHER,
+            "flop": "0",
+        }
     )
     if final:
         transcript.append({"kind": "weights", "step": len(step_flops), "digest": OTHER})
@@ -163,8 +216,14 @@ def metered(tmp_path: Path) -> Setup:
 
 def test_record_issued_and_verified(metered: Setup) -> None:
     issued = request_record(
-        metered.device, _transcript([100, 200, 300]), holder=metered.holder.public,
-        predicates=["run.flop_total <= 600", '"evals.bio" in workload.evals_passed', "workload.cluster_size > 8"],
+        metered.device,
+        _transcript([100, 200, 300]),
+        holder=metered.holder.public,
+        predicates=[
+            "run.flop_total <= 600",
+            '"evals.bio" in workload.evals_passed',
+            "workload.cluster_size > 8",
+        ],
     )
     record = verify_record(issued.bundle, agreement_payload=metered.agreement_payload)
     assert record.flop_total == 600
@@ -197,7 +256,9 @@ def test_record_rejects_forged_signature(metered: Setup) -> None:
     issued = request_record(metered.device, _transcript([100, 200, 300]))
     forged = Envelope.sign(dataclasses.replace(issued.record, flop_total=1), SigningKey.generate())
     with pytest.raises(Rejected) as rejected:
-        verify_record(RecordBundle(forged, issued.bundle.certificate), agreement_payload=metered.agreement_payload)
+        verify_record(
+            RecordBundle(forged, issued.bundle.certificate), agreement_payload=metered.agreement_payload
+        )
     assert rejected.value.reason is Reason.BAD_SIGNATURE
 
 

@@ -7,23 +7,27 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-torch = pytest.importorskip("torch", reason="the torch tests need the optional extra flexheg[torch]")
-datasets = pytest.importorskip("sklearn.datasets", reason="the torch tests train on scikit-learn's digits")
-safetensors_torch = pytest.importorskip("safetensors.torch", reason="the torch tests write safetensors files")
+pytest.importorskip("torch", reason="the torch tests need the optional extra flexheg[torch]")
+pytest.importorskip("sklearn", reason="the torch tests train on scikit-learn's digits")
+pytest.importorskip("safetensors", reason="the torch tests write safetensors files")
 
-from typer.testing import CliRunner  # noqa: E402
+import safetensors.torch as safetensors_torch
+import torch
+from sklearn import datasets  # type: ignore[import-untyped]
+from typer.testing import CliRunner
 
-from flexheg.attest.disclosure import present, verify_presentation  # noqa: E402
-from flexheg.cli.verify_model import model as verify_model_command  # noqa: E402
-from flexheg.device.records import IssuedRecord, verify_record  # noqa: E402
-from flexheg.errors import Reason, Rejected  # noqa: E402
-from flexheg.integrations.torch import GraphChanged, MeteringWarning, StepDenied, TrainingRun  # noqa: E402
-from flexheg.integrations.weights import file_digest, state_dict_digest  # noqa: E402
+from flexheg.attest.disclosure import present, verify_presentation
+from flexheg.cli.verify_model import model as verify_model_command
+from flexheg.device.records import IssuedRecord, verify_record
+from flexheg.errors import Reason, Rejected
+from flexheg.integrations.torch import GraphChanged, MeteringWarning, StepDenied, TrainingRun
+from flexheg.integrations.weights import file_digest, state_dict_digest
 
-from .helpers import Setup, provision  # noqa: E402
+from .helpers import Setup, provision
 
 BATCH = 64
 LAYERS = ((64, 128), (128, 64), (64, 10))
@@ -40,7 +44,7 @@ def step_flop(batch: int = BATCH) -> int:
     return forward + weight_grads + input_grads
 
 
-def make_model(device: str = "cpu") -> torch.nn.Module:
+def make_model(device: str = "cpu") -> torch.nn.Sequential:
     torch.manual_seed(0)
     layers: list[torch.nn.Module] = []
     for index, (n_in, n_out) in enumerate(LAYERS):
@@ -70,16 +74,20 @@ def batch_at(inputs: torch.Tensor, labels: torch.Tensor, step: int) -> tuple[tor
     return inputs[start : start + BATCH], labels[start : start + BATCH]
 
 
-def train(setup: Setup, steps: int, *, device: str = "cpu", **options: object) -> tuple[IssuedRecord, torch.nn.Module]:
+def train(
+    setup: Setup, steps: int, *, device: str = "cpu", **options: Any
+) -> tuple[IssuedRecord, torch.nn.Module]:
     inputs, labels = digits(device)
     model = make_model(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    with TrainingRun(setup.device, model, optimizer, run_id="digits", **options) as run:  # type: ignore[arg-type]
+    with TrainingRun(setup.device, model, optimizer, run_id="digits", **options) as run:
         run.add_dataset("sklearn-digits", (inputs, labels))
         for step in range(steps):
             run.step(batch_at(inputs, labels, step), loss_for(model))
         run.evaluate("accuracy", lambda: (model(inputs).argmax(1) == labels).float().mean(), threshold=0.5)
-        issued = run.finish(holder=setup.holder.public, predicates=["run.flop_total < 1e25", "run.flop_total < 1000"])
+        issued = run.finish(
+            holder=setup.holder.public, predicates=["run.flop_total < 1e25", "run.flop_total < 1000"]
+        )
     return issued, model
 
 
@@ -99,7 +107,7 @@ def test_record_verifies(setup: Setup) -> None:
 
 
 @pytest.mark.parametrize("options", [{}, {"static_graph": True, "meter_every": 3, "audit_every": 2}])
-def test_flop_total_matches_independent_count(setup: Setup, options: dict[str, object]) -> None:
+def test_flop_total_matches_independent_count(setup: Setup, options: dict[str, Any]) -> None:
     issued, _ = train(setup, 7, **options)
     evaluation = sum(2 * 1797 * n_in * n_out for n_in, n_out in LAYERS)
     independent = 7 * step_flop() + evaluation
@@ -108,12 +116,12 @@ def test_flop_total_matches_independent_count(setup: Setup, options: dict[str, o
 
 
 @pytest.mark.parametrize("options", [{}, {"static_graph": True, "meter_every": 4}])
-def test_cap_stops_run_at_right_step(tmp_path: Path, options: dict[str, object]) -> None:
+def test_cap_stops_run_at_right_step(tmp_path: Path, options: dict[str, Any]) -> None:
     setup = provision(tmp_path, cap=5 * step_flop())
     inputs, labels = digits()
     model = make_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    with TrainingRun(setup.device, model, optimizer, run_id="capped", **options) as run:  # type: ignore[arg-type]
+    with TrainingRun(setup.device, model, optimizer, run_id="capped", **options) as run:
         for step in range(5):
             run.step(batch_at(inputs, labels, step), loss_for(model))
         before = run.weights_digest()
@@ -133,8 +141,12 @@ def test_hidden_flop_still_proves_predicate(setup: Setup) -> None:
     assert issued.credential is not None
     now = int(time.time())
     presentation = present(
-        issued.credential, disclose=["predicates/run.flop_total < 1e25"], holder_key=setup.holder,
-        audience="state-b", nonce="n-1", now=now,
+        issued.credential,
+        disclose=["predicates/run.flop_total < 1e25"],
+        holder_key=setup.holder,
+        audience="state-b",
+        nonce="n-1",
+        now=now,
     )
     verified = verify_presentation(
         presentation, agreement_payload=setup.agreement_payload, audience="state-b", nonce="n-1", now=now
@@ -150,7 +162,12 @@ def test_replayed_presentation_rejected(setup: Setup) -> None:
     assert issued.credential is not None
     now = int(time.time())
     presentation = present(
-        issued.credential, disclose=["flop_total"], holder_key=setup.holder, audience="state-b", nonce="n-1", now=now
+        issued.credential,
+        disclose=["flop_total"],
+        holder_key=setup.holder,
+        audience="state-b",
+        nonce="n-1",
+        now=now,
     )
     with pytest.raises(Rejected) as rejected:
         verify_presentation(
@@ -194,8 +211,11 @@ def test_uncounted_operators_warn(setup: Setup) -> None:
     model.weight = weight
     optimizer = torch.optim.SGD([weight], lr=0.1)
     inputs, _ = digits()
-    with TrainingRun(setup.device, model, optimizer, run_id="elementwise") as run, pytest.warns(MeteringWarning):
-        run.step(inputs[:BATCH], lambda batch: (batch * weight).sum())  # type: ignore[operator]
+    with (
+        TrainingRun(setup.device, model, optimizer, run_id="elementwise") as run,
+        pytest.warns(MeteringWarning),
+    ):
+        run.step(inputs[:BATCH], lambda batch: (batch * weight).sum())
 
 
 def test_changing_graph_detected(setup: Setup) -> None:
@@ -211,7 +231,9 @@ def test_changing_graph_detected(setup: Setup) -> None:
             hidden = model[-1](model[:-1](batch[0])) + hidden
         return torch.nn.functional.cross_entropy(hidden, batch[1])
 
-    with TrainingRun(setup.device, model, optimizer, run_id="dynamic", static_graph=True, audit_every=1) as run:
+    with TrainingRun(
+        setup.device, model, optimizer, run_id="dynamic", static_graph=True, audit_every=1
+    ) as run:
         run.step(batch_at(inputs, labels, 0), loss)
         with pytest.raises(GraphChanged):
             run.step(batch_at(inputs, labels, 1), loss)

@@ -123,7 +123,9 @@ def _decode_disclosure(disclosure: str) -> tuple[str, Any]:
     except InputError as exc:
         raise _reject(str(exc)) from None
     if not isinstance(value, list) or len(value) != 3 or not all(isinstance(v, str) for v in value[:2]):
-        raise _reject("a disclosure must be [salt, claim name, value]; array-element disclosures are not used here")
+        raise _reject(
+            "a disclosure must be [salt, claim name, value]; array-element disclosures are not used here"
+        )
     name = value[1]
     if name in ("_sd", "...", "_sd_alg"):
         raise _reject(f"a disclosure may not name the reserved claim {name!r}")
@@ -201,7 +203,8 @@ def present(
     unknown = sorted(set(disclose) - set(credential.disclosures))
     if unknown:
         raise InputError(
-            f"no claim {', '.join(map(repr, unknown))} in this record; available: {', '.join(credential.paths)}"
+            f"no claim {', '.join(map(repr, unknown))} in this record; "
+            f"available: {', '.join(credential.paths)}"
         )
     if not audience or not nonce or len(nonce) > MAX_NONCE_LENGTH:
         raise InputError("the audience and a nonce of 1 to 256 characters are required for key binding")
@@ -266,6 +269,88 @@ class VerifiedPresentation:
         }
 
 
+def _collect_disclosures(
+    payload: Mapping[str, Any], disclosures: list[str]
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, bool]]:
+    """Match each disclosure to the one digest that references it; return claims, evaluations, predicates."""
+    locations = _digest_locations(payload)
+    claims: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {container: {} for container in NESTED_CLAIMS}
+    seen: set[str] = set()
+    for disclosure in disclosures:
+        digest = disclosure_digest(disclosure)
+        if digest in seen:
+            raise _reject("the presentation carries the same disclosure twice")
+        seen.add(digest)
+        parent = locations.get(digest)
+        if parent is None:
+            raise _reject("the presentation carries a disclosure that no digest in the SD-JWT references")
+        name, value = _decode_disclosure(disclosure)
+        if parent == "" and name not in DISCLOSED_CLAIMS:
+            raise _reject(f"the disclosure names the unknown claim {name!r}")
+        target = claims if parent == "" else nested[parent]
+        if name in target:
+            raise _reject(f"the claim {name!r} is disclosed twice")
+        target[name] = value
+    predicates: dict[str, bool] = {}
+    for condition, holds in nested["predicates"].items():
+        if not isinstance(holds, bool):
+            raise _reject(f"the predicate {condition!r} has no boolean value")
+        predicates[condition] = holds
+    return claims, nested["evaluations"], predicates
+
+
+def _verify_key_binding(
+    kb: _Jws,
+    payload: Mapping[str, Any],
+    without_kb: str,
+    *,
+    audience: str,
+    nonce: str,
+    now: int,
+    max_age: int,
+) -> None:
+    """Check the KB-JWT's signature by the ``cnf`` key, audience, nonce, time and ``sd_hash``."""
+    _check_header(kb, KB_JWT_TYP, what="KB-JWT")
+    cnf = payload.get("cnf")
+    _verify_signature(kb, _jwk_public_bytes(cnf.get("jwk") if isinstance(cnf, dict) else None), what="KB-JWT")
+    kb_payload = kb.payload
+    if kb_payload.get("aud") != audience:
+        raise Rejected(
+            Reason.WRONG_AUDIENCE,
+            "the presentation was made for another verifier",
+            expected=audience,
+            actual=str(kb_payload.get("aud")),
+        )
+    if kb_payload.get("nonce") != nonce:
+        raise Rejected(
+            Reason.STALE_NONCE,
+            "the presentation answers another nonce",
+            expected=nonce,
+            actual=str(kb_payload.get("nonce")),
+        )
+    kb_time = kb_payload.get("iat")
+    if (
+        not isinstance(kb_time, int)
+        or isinstance(kb_time, bool)
+        or not now - max_age <= kb_time <= now + max_age
+    ):
+        raise Rejected(
+            Reason.STALE_NONCE,
+            "the key-binding JWT was made too far from the verifier's time",
+            expected=f"iat within {max_age} s of {now}",
+            actual=str(kb_time),
+        )
+    expected_hash = b64url_encode(hashlib.sha256(without_kb.encode("ascii")).digest())
+    if kb_payload.get("sd_hash") != expected_hash:
+        raise Rejected(
+            Reason.DIGEST_MISMATCH,
+            "the key-binding JWT was made for another selection of disclosures",
+            expected=expected_hash,
+            actual=str(kb_payload.get("sd_hash")),
+        )
+
+
 def verify_presentation(
     presentation: str,
     *,
@@ -301,7 +386,9 @@ def verify_presentation(
     if payload.get("_sd_alg") != SD_ALG or payload.get("vct") != TrainingRecord.TYPE:
         raise _reject(f"the SD-JWT is not a {TrainingRecord.TYPE} credential hashed with {SD_ALG}")
     try:
-        certificate_envelope = Envelope.from_dict(payload.get("device_certificate"), what="device_certificate")
+        certificate_envelope = Envelope.from_dict(
+            payload.get("device_certificate"), what="device_certificate"
+        )
     except InputError as exc:
         raise _reject(str(exc)) from None
     certificate = verify_certificate(certificate_envelope, agreement_payload)
@@ -329,74 +416,27 @@ def verify_presentation(
         raise _reject("the SD-JWT has no integer iat")
 
     # Step 4.
-    locations = _digest_locations(payload)
-    claims: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {container: {} for container in NESTED_CLAIMS}
-    seen: set[str] = set()
-    for disclosure in disclosures:
-        digest = disclosure_digest(disclosure)
-        if digest in seen:
-            raise _reject("the presentation carries the same disclosure twice")
-        seen.add(digest)
-        parent = locations.get(digest)
-        if parent is None:
-            raise _reject("the presentation carries a disclosure that no digest in the SD-JWT references")
-        name, value = _decode_disclosure(disclosure)
-        if parent == "" and name not in DISCLOSED_CLAIMS:
-            raise _reject(f"the disclosure names the unknown claim {name!r}")
-        target = claims if parent == "" else nested[parent]
-        if name in target:
-            raise _reject(f"the claim {name!r} is disclosed twice")
-        target[name] = value
-    predicates: dict[str, bool] = {}
-    for condition, holds in nested["predicates"].items():
-        if not isinstance(holds, bool):
-            raise _reject(f"the predicate {condition!r} has no boolean value")
-        predicates[condition] = holds
+    claims, evaluations, predicates = _collect_disclosures(payload, disclosures)
 
     # Step 5.
-    _check_header(kb, KB_JWT_TYP, what="KB-JWT")
-    cnf = payload.get("cnf")
-    _verify_signature(kb, _jwk_public_bytes(cnf.get("jwk") if isinstance(cnf, dict) else None), what="KB-JWT")
-    kb_payload = kb.payload
-    if kb_payload.get("aud") != audience:
-        raise Rejected(
-            Reason.WRONG_AUDIENCE,
-            "the presentation was made for another verifier",
-            expected=audience,
-            actual=str(kb_payload.get("aud")),
-        )
-    if kb_payload.get("nonce") != nonce:
-        raise Rejected(
-            Reason.STALE_NONCE,
-            "the presentation answers another nonce",
-            expected=nonce,
-            actual=str(kb_payload.get("nonce")),
-        )
-    kb_time = kb_payload.get("iat")
-    if not isinstance(kb_time, int) or isinstance(kb_time, bool) or not now - max_age <= kb_time <= now + max_age:
-        raise Rejected(
-            Reason.STALE_NONCE,
-            "the key-binding JWT was made too far from the verifier's time",
-            expected=f"iat within {max_age} s of {now}",
-            actual=str(kb_time),
-        )
-    without_kb = presentation.strip()[: -len(kb_text)]
-    expected_hash = b64url_encode(hashlib.sha256(without_kb.encode("ascii")).digest())
-    if kb_payload.get("sd_hash") != expected_hash:
-        raise Rejected(
-            Reason.DIGEST_MISMATCH,
-            "the key-binding JWT was made for another selection of disclosures",
-            expected=expected_hash,
-            actual=str(kb_payload.get("sd_hash")),
-        )
-    logger.debug("verified a presentation from %s with %d disclosures", certificate.device_id, len(disclosures))
+    _verify_key_binding(
+        kb,
+        payload,
+        presentation.strip()[: -len(kb_text)],
+        audience=audience,
+        nonce=nonce,
+        now=now,
+        max_age=max_age,
+    )
+    logger.debug(
+        "verified a presentation from %s with %d disclosures", certificate.device_id, len(disclosures)
+    )
     return VerifiedPresentation(
         device_id=certificate.device_id,
         model=certificate.model,
         agreement=agreement_digest,
         issued_at=issued_at,
         claims=claims,
-        evaluations=nested["evaluations"],
+        evaluations=evaluations,
         predicates=predicates,
     )

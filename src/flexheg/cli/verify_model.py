@@ -14,7 +14,9 @@ from flexheg.errors import Reason, Rejected
 
 @handle_errors
 def model(
-    weights: Annotated[Path, typer.Argument(help="Released weights: a .safetensors file or a state dict (.pt).")],
+    weights: Annotated[
+        Path, typer.Argument(help="Released weights: a .safetensors file or a state dict (.pt).")
+    ],
     record: Annotated[Path, typer.Argument(help="Record bundle (record.json) that the device issued.")],
     agreement: Annotated[Path, typer.Option(help="The agreement whose manufacturers certify the device.")],
     json: JsonOption = False,

@@ -32,6 +32,7 @@ import base64
 import binascii
 import dataclasses
 import hashlib
+import itertools
 import json
 import logging
 import re
@@ -105,7 +106,9 @@ def tensor_digest(name: str, dtype: str, shape: Sequence[int], data: bytes | mem
     """Digest one tensor given its raw bytes (C order, little-endian), checking size against shape."""
     size = DTYPE_SIZES.get(dtype)
     if size is None:
-        raise InputError(f"tensor {name!r}: dtype {dtype!r} is not supported; use one of {sorted(DTYPE_SIZES)}")
+        raise InputError(
+            f"tensor {name!r}: dtype {dtype!r} is not supported; use one of {sorted(DTYPE_SIZES)}"
+        )
     expected = size
     for dimension in shape:
         if dimension < 0:
@@ -131,7 +134,7 @@ def weights_digest(tensors: Iterable[TensorDigest]) -> str:
     ordered = sorted(tensors, key=lambda t: t.name)
     if not ordered:
         raise InputError("a weight digest needs at least one tensor; the state dict is empty")
-    for previous, current in zip(ordered, ordered[1:], strict=False):
+    for previous, current in itertools.pairwise(ordered):
         if previous.name == current.name:
             raise InputError(f"tensor name {current.name!r} appears twice")
     manifest = {"type": WEIGHTS_TYPE, "tensors": [t.to_dict() for t in ordered]}
@@ -214,7 +217,9 @@ def parse_entry(value: object, *, where: str) -> dict[str, Any]:
     elif kind == "unspent":
         entry["flop"] = str(fields.big_int("flop"))
     else:
-        raise InputError(f"{where}.kind: unknown entry kind {kind!r}; expected one of {', '.join(ENTRY_KINDS)}")
+        raise InputError(
+            f"{where}.kind: unknown entry kind {kind!r}; expected one of {', '.join(ENTRY_KINDS)}"
+        )
     fields.done()
     for name in ("flop", "admitted_flop"):
         if name in entry and int(entry[name]) > MAX_FLOP:
@@ -261,7 +266,8 @@ class Transcript:
     def from_jsonl(cls, data: bytes, *, what: str = "transcript") -> Transcript:
         lines = [line for line in data.split(b"\n") if line.strip()]
         return cls.from_entries(
-            (loads_strict(line, what=f"{what} line {index + 1}") for index, line in enumerate(lines)), what=what
+            (loads_strict(line, what=f"{what} line {index + 1}") for index, line in enumerate(lines)),
+            what=what,
         )
 
 
@@ -438,7 +444,12 @@ def summarize(transcript: Transcript) -> TranscriptSummary:
                 passed = _passed(entry["score"], entry["threshold"], entry["goal"])
                 evaluations.append(
                     Evaluation(
-                        entry["name"], steps, entry["score"], entry["threshold"], entry["goal"], passed,
+                        entry["name"],
+                        steps,
+                        entry["score"],
+                        entry["threshold"],
+                        entry["goal"],
+                        passed,
                         entry["weights"],
                     )
                 )
@@ -448,7 +459,9 @@ def summarize(transcript: Transcript) -> TranscriptSummary:
             flop += int(entry["flop"])
     last = entries[-1]
     if last["kind"] != "weights":
-        raise InputError("transcript: the last entry must be the final 'weights' entry, taken after the last step")
+        raise InputError(
+            "transcript: the last entry must be the final 'weights' entry, taken after the last step"
+        )
     return TranscriptSummary(
         run_id=start["run_id"],
         parameters=start["parameters"],
@@ -881,7 +894,9 @@ def issue_record(
         else issue_sd_jwt(record, sha256_digest(envelope.payload), state.certificate, identity_key)
     )
     new_state = dataclasses.replace(state, clock_high_water=max(state.clock_high_water, now))
-    logger.debug("issued the record of run %s: %d FLOP, %d steps", summary.run_id, account.flop_used, summary.steps)
+    logger.debug(
+        "issued the record of run %s: %d FLOP, %d steps", summary.run_id, account.flop_used, summary.steps
+    )
     return new_state, IssuedRecord(RecordBundle(envelope, state.certificate), record, credential)
 
 

@@ -41,11 +41,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode, flop_registry
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from flexheg.device import Device
 from flexheg.device.records import IssuedRecord, Transcript, format_score, request_record
@@ -57,6 +57,7 @@ from flexheg.wire import PublicKey
 logger = logging.getLogger(__name__)
 
 Batch = torch.Tensor | Sequence[torch.Tensor] | Mapping[str, torch.Tensor]
+B = TypeVar("B", bound=Batch)
 
 PRE_TRAINING = "pre-training"
 POST_TRAINING = "post-training"
@@ -100,11 +101,11 @@ class FlopCount:
     uncounted: tuple[str, ...]
 
 
-class _OperatorRecorder(TorchDispatchMode):
+class _OperatorRecorder(TorchDispatchMode):  # type: ignore[no-untyped-call]
     """Records the name of every operator that runs, to find the ones counted as zero FLOP."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.seen: set[Any] = set()
 
     def __torch_dispatch__(
@@ -118,14 +119,53 @@ class _OperatorRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def _cpu_flash_attention(
+    query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    return int(sdpa_flop_count(query_shape, key_shape, value_shape))  # type: ignore[no-untyped-call]
+
+
+def _cpu_flash_attention_backward(
+    grad_out_shape: Any,
+    query_shape: Any,
+    key_shape: Any,
+    value_shape: Any,
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
+    return int(sdpa_backward_flop_count(grad_out_shape, query_shape, key_shape, value_shape))  # type: ignore[no-untyped-call]
+
+
+def _extra_formulas() -> dict[Any, Any]:
+    """FLOP formulas for operators that FlopCounterMode of torch 2.13 counts as zero.
+
+    The CPU flash-attention kernels take query, key and value first, like their CUDA
+    counterparts, so the same attention formulas apply (causal masking is not discounted).
+    """
+    formulas: dict[Any, Any] = {}
+    for name, formula in (
+        ("_scaled_dot_product_flash_attention_for_cpu", _cpu_flash_attention),
+        ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_flash_attention_backward),
+    ):
+        if hasattr(torch.ops.aten, name):
+            formulas[getattr(torch.ops.aten, name)] = formula
+    return formulas
+
+
+_EXTRA_FORMULAS = _extra_formulas()
+
+
 def count_flop(call: Callable[[], Any]) -> tuple[Any, FlopCount]:
     """Run ``call`` under ``FlopCounterMode`` and return its result with the FLOP it used."""
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_EXTRA_FORMULAS)
     recorder = _OperatorRecorder()
     with counter, recorder:
         result = call()
     uncounted = sorted(
-        str(op) for op in recorder.seen if op not in flop_registry and _COMPUTE_OP_RE.search(str(op).split(".")[-1])
+        str(op)
+        for op in recorder.seen
+        if op not in counter.flop_registry and _COMPUTE_OP_RE.search(str(op).split(".")[-1])
     )
     return result, FlopCount(int(counter.get_total_flops()), tuple(uncounted))
 
@@ -320,7 +360,14 @@ class TrainingRun:
         if estimate == 0:
             return
         ratio = count.total / estimate
-        logger.debug("run %s: counted %d FLOP, %d·N·D = %d (ratio %.3f)", self.run_id, count.total, 2 * passes, estimate, ratio)
+        logger.debug(
+            "run %s: counted %d FLOP, %d·N·D = %d (ratio %.3f)",
+            self.run_id,
+            count.total,
+            2 * passes,
+            estimate,
+            ratio,
+        )
         if count.total == 0 or not SIX_ND_BAND[0] <= ratio <= SIX_ND_BAND[1]:
             warnings.warn(
                 f"run {self.run_id}: counted {count.total} FLOP, {ratio:.2f} times the {2 * passes}·N·D "
@@ -334,8 +381,8 @@ class TrainingRun:
 
     def step(
         self,
-        batch: Batch,
-        loss_fn: Callable[[Batch], torch.Tensor],
+        batch: B,
+        loss_fn: Callable[[B], torch.Tensor],
         *,
         phase: str = PRE_TRAINING,
         tokens: int | None = None,
@@ -356,7 +403,7 @@ class TrainingRun:
 
         def forward_backward() -> torch.Tensor:
             loss = loss_fn(batch)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             return loss
 
         key = self._signature(phase, tensors) if self.static_graph else None
@@ -372,7 +419,8 @@ class TrainingRun:
                     self._balance += cached
                     raise GraphChanged(
                         f"run {self.run_id}: step {number} used {count.total} FLOP, but steps of the same "
-                        f"signature were charged {cached}; the graph is not static, so pass static_graph=False"
+                        f"signature were charged {cached}; the graph is not static, so pass "
+                        "static_graph=False"
                     )
             else:
                 loss = forward_backward()
@@ -403,7 +451,8 @@ class TrainingRun:
         )
         if self.weights_every and number % self.weights_every == 0:
             self.transcript.append({"kind": "weights", "step": number, "digest": self.weights_digest()})
-        return loss.detach()
+        detached: torch.Tensor = loss.detach()
+        return detached
 
     def evaluate(
         self,

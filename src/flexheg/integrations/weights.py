@@ -45,7 +45,9 @@ def _read_exact(handle: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
-def parse_safetensors_header(header: bytes, buffer_size: int, *, what: str) -> list[tuple[str, str, tuple[int, ...], int, int]]:
+def parse_safetensors_header(
+    header: bytes, buffer_size: int, *, what: str
+) -> list[tuple[str, str, tuple[int, ...], int, int]]:
     """Validate a safetensors JSON header against the size of the data buffer.
 
     Returns ``(name, dtype, shape, begin, end)`` for each tensor, sorted by ``begin``.
@@ -75,7 +77,9 @@ def parse_safetensors_header(header: bytes, buffer_size: int, *, what: str) -> l
             or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
             or not 0 <= offsets[0] <= offsets[1] <= buffer_size
         ):
-            raise InputError(f"{where}: data_offsets must be [begin, end] inside the {buffer_size}-byte buffer")
+            raise InputError(
+                f"{where}: data_offsets must be [begin, end] inside the {buffer_size}-byte buffer"
+            )
         size = DTYPE_SIZES[dtype]
         for dimension in shape:
             size *= dimension
@@ -88,7 +92,10 @@ def parse_safetensors_header(header: bytes, buffer_size: int, *, what: str) -> l
     position = 0
     for name, _, _, begin, end in entries:
         if begin != position:
-            raise InputError(f"{what}: tensor {name!r} starts at {begin}, expected {position}; the buffer has gaps or overlaps")
+            raise InputError(
+                f"{what}: tensor {name!r} starts at {begin}, expected {position}; "
+                "the buffer has gaps or overlaps"
+            )
         position = end
     if position != buffer_size:
         raise InputError(f"{what}: the tensors cover {position} of the {buffer_size} buffer bytes")
@@ -153,7 +160,7 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     import torch  # noqa: PLC0415 - torch is an optional extra
 
     flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data
 
 
 def state_dict_digests(state_dict: Mapping[str, torch.Tensor]) -> list[TensorDigest]:
@@ -183,7 +190,8 @@ def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
         import torch  # noqa: PLC0415 - torch is an optional extra
     except ImportError:
         raise InputError(
-            f"{path}: reading a PyTorch state dict needs torch; install flexheg[torch] or convert it to safetensors"
+            f"{path}: reading a PyTorch state dict needs torch; "
+            "install flexheg[torch] or convert the file to safetensors"
         ) from None
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -192,7 +200,9 @@ def _load_state_dict(path: Path) -> Mapping[str, torch.Tensor]:
     if not isinstance(loaded, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise InputError(f"{path}: expected a flat mapping of tensor names to tensors (a model's state_dict())")
+        raise InputError(
+            f"{path}: expected a flat mapping of tensor names to tensors (a model's state_dict())"
+        )
     return loaded
 
 
@@ -204,7 +214,8 @@ def file_digests(path: Path) -> list[TensorDigest]:
     if suffix in STATE_DICT_SUFFIXES:
         return state_dict_digests(_load_state_dict(path))
     raise InputError(
-        f"{path}: unknown weights format {suffix!r}; pass a .safetensors file or a state dict (.pt, .pth, .bin)"
+        f"{path}: unknown weights format {suffix!r}; "
+        "pass a .safetensors file or a state dict (.pt, .pth, .bin)"
     )
 
 
