@@ -308,7 +308,10 @@ class Encoding:
             container_ok = z3.BoolVal(True)
         elif isinstance(container, Fact) and container.type is FactType.STRING_SET:
             bits = self.members[container.name]
-            member = z3.Or([z3.And(item == position, bit) for position, bit in enumerate(bits)])
+            if isinstance(expr.item, Literal):
+                member = bits[self._string_index(str(expr.item.value))]
+            else:
+                member = z3.Or([z3.And(item == position, bit) for position, bit in enumerate(bits)])
             container_ok = self.present[container.name]
         else:
             raise UntranslatableError(f"'in' over {type(container).__name__}")
