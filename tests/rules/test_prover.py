@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -356,3 +357,13 @@ def test_ratchet_verdict_agrees_with_sampling(old: Ruleset, new: Ruleset, sample
             continue
         if old.decide(facts).allowed:
             assert new.decide(facts).allowed, facts
+
+
+def test_concurrent_proofs_agree() -> None:
+    relaxed = ruleset(("allow", "workload.flop <= 200"))
+    tightened = ruleset(("allow", "workload.flop <= 50"))
+    capped = ruleset(("allow", "workload.flop <= 100"))
+    pairs = [(capped, relaxed, Verdict.PROVED), (capped, tightened, Verdict.REFUTED)] * 4
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = list(pool.map(lambda pair: prove_ratchet(pair[0], pair[1]).verdict, pairs))
+    assert verdicts == [expected for _, _, expected in pairs]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,9 @@ from flexheg.rules._smt import Encoding, UntranslatableError, encoding_for
 from flexheg.wire import MAX_SAFE_INTEGER
 
 logger = logging.getLogger(__name__)
+
+_Z3_LOCK = threading.Lock()
+"""Serialises proofs: every proof uses z3's shared main context, which is not thread-safe."""
 
 DEFAULT_TIMEOUT_MS = 20_000
 """Solver time limit per property. The 50-rule benchmark proves each property in well under 1 s."""
@@ -205,7 +209,8 @@ def prove_ratchet(old: Ruleset, new: Ruleset, *, timeout_ms: int = DEFAULT_TIMEO
         decisions = {"old": old.decide(facts), "new": new.decide(facts)}
         return decisions["old"].allowed and not decisions["new"].allowed, decisions
 
-    return _search("ratchet", build, encoding_for([old, new]), confirm, timeout_ms)
+    with _Z3_LOCK:
+        return _search("ratchet", build, encoding_for([old, new]), confirm, timeout_ms)
 
 
 def prove_baseline_rights(
@@ -226,7 +231,8 @@ def prove_baseline_rights(
         decision = ruleset.decide(facts)
         return region(facts) is True and not decision.allowed, {"ruleset": decision}
 
-    return _search("baseline-rights", build, encoding_for([ruleset], [expr]), confirm, timeout_ms)
+    with _Z3_LOCK:
+        return _search("baseline-rights", build, encoding_for([ruleset], [expr]), confirm, timeout_ms)
 
 
 def prove_equivalent(
@@ -241,7 +247,8 @@ def prove_equivalent(
         decisions = {"first": first.decide(facts), "second": second.decide(facts)}
         return decisions["first"].allowed != decisions["second"].allowed, decisions
 
-    return _search("equivalence", build, encoding_for([first, second]), confirm, timeout_ms)
+    with _Z3_LOCK:
+        return _search("equivalence", build, encoding_for([first, second]), confirm, timeout_ms)
 
 
 # Succession rules.
