@@ -10,12 +10,15 @@ interfaces (the pure processor, :class:`flexheg.device.Device` on real folders a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
-from typer.testing import CliRunner
+import typer
+from typer.testing import CliRunner, Result
 
 from flexheg.authority import sign_approval
 from flexheg.device import (
@@ -278,20 +281,35 @@ def write_approvals(folder: Path, envelopes: Sequence[Envelope], stem: str) -> l
     return paths
 
 
-def cli() -> CliRunner:
-    """Return a runner for the ``flexheg`` app, with every command group registered once."""
+@functools.cache
+def _click_command() -> Any:
+    """Build the click command tree of ``flexheg`` once: Typer rebuilds it on every invoke."""
     from flexheg.cli import _register, app  # noqa: PLC0415
 
     if not app.registered_groups and not app.registered_commands:
         _register()
-    return CliRunner()
+    return typer.main.get_command(app)
+
+
+class _Runner(CliRunner):
+    """A runner that reuses the command tree, so that each invoke costs the command alone."""
+
+    def invoke(self, app: typer.Typer, args: str | Sequence[str] | None = None, **kwargs: Any) -> Result:
+        command = _click_command()
+        with mock.patch("typer.testing._get_command", lambda _app: command):
+            return super().invoke(app, args, **kwargs)
+
+
+def cli() -> CliRunner:
+    """Return a runner for the ``flexheg`` app, with every command group registered once."""
+    _click_command()
+    return _Runner()
 
 
 def run_cli(*args: str | Path) -> tuple[int, Any, str]:
     """Run ``flexheg ARGS --json`` in-process; return the exit code, the parsed JSON and stderr."""
     from flexheg.cli import app  # noqa: PLC0415
 
-    runner = cli()
-    result = runner.invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
+    result = cli().invoke(app, [str(a) for a in args] + ["--json"], catch_exceptions=False)
     document = json.loads(result.stdout) if result.stdout.strip() else None
     return result.exit_code, document, result.stderr
