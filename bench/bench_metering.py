@@ -9,9 +9,9 @@ of the tests (a tiny loop, where fixed per-step costs dominate) under four setti
   FlopCounterMode recount every 100 steps;
 * ``static+reserve``: as ``static`` with ``meter_every=K``, one device call per K steps.
 
-The settings take turns step by step, so drift in machine load hits them alike; the script
-prints the mean step time of each (which spreads a device call over the K steps it pays
-for) and the median, each with its overhead over the baseline.
+The settings take turns step by step, so drift in machine load hits them alike. The script
+prints the mean step time of each setting and the median, each with its overhead over the
+baseline. The mean spreads a device call over the K steps it pays for.
 
 Run: ``python bench/bench_metering.py`` (needs ``flexheg[torch]``; about two minutes).
 """
@@ -39,7 +39,7 @@ CAP_RULE = "run.flop_total <= 1e30"
 
 
 def provision(folder: Path) -> Device:
-    """A device whose baseline ruleset allows runs up to 1e30 FLOP, checked on every step."""
+    """Provision a device whose baseline ruleset allows runs up to 1e30 FLOP, checked on every step."""
     approver, manufacturer = SigningKey.generate(), SigningKey.generate()
     rule = Rule("cap", Effect.ALLOW, CAP_RULE, "runs up to 1e30 FLOP", parse_expression(CAP_RULE))
     agreement = Agreement(

@@ -4,11 +4,11 @@ A safetensors file is read with the parser below, which needs neither torch nor 
 hashes each tensor by streaming it from the file. A PyTorch state-dict file (``.pt``, ``.pth``,
 ``.bin``) needs torch and is loaded with ``weights_only=True``, which never runs pickled code.
 
-The safetensors layout (https://github.com/huggingface/safetensors, format version of
-safetensors 0.4 to 0.8): an unsigned 64-bit little-endian header size N, N bytes of a JSON
-header mapping each tensor name to ``{"dtype", "shape", "data_offsets": [begin, end]}`` plus an
-optional ``__metadata__`` map of strings, then the data buffer. Offsets are relative to the
-buffer; the tensors must tile the buffer exactly, without gaps or overlaps.
+The safetensors layout, as safetensors 0.8 writes it: an unsigned 64-bit little-endian header
+size N, then N bytes of JSON, then the data buffer. The JSON maps each tensor name to
+``{"dtype", "shape", "data_offsets": [begin, end]}`` and may hold a ``__metadata__`` map of
+strings. Offsets are relative to the buffer, and the tensors must tile it exactly, without gaps
+or overlaps.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
-"""Largest safetensors header accepted (the reference implementation uses the same bound)."""
+"""Largest safetensors header accepted, in bytes; a larger one is rejected before it is read."""
 
 _CHUNK = 1 << 20
 SAFETENSORS_SUFFIXES = (".safetensors",)
