@@ -130,6 +130,7 @@ def test_power_log_tampering_detected(populated: Registry, tamper: str) -> None:
                                          inspector="i", now=NOW)
     assert result["power_log_checked"] is False
     assert result["problems"][0].startswith("power-log-rejected")
+    assert populated.get("gpu-1")["custody_problem"] == "power log rejected at inspection"
 
 
 def test_power_log_needs_head_and_device(populated: Registry) -> None:

@@ -274,4 +274,5 @@ class CensusMixin(OversightMixin):
             return
         # A Core insert sends the chunk as one executemany. The ORM bulk insert would split it
         # wherever the set of NULL columns changes, which is every switch between device and chip.
-        session.connection().execute(insert(Entity.metadata.tables["entities"]), [values for _, values in chunk])
+        table = Entity.metadata.tables["entities"]
+        session.connection().execute(insert(table), [values for _, values in chunk])

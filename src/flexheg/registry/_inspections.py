@@ -192,7 +192,7 @@ class InspectionsMixin(CustodyMixin):
                 assert power_log_count is not None
                 checked, log_problems = self._check_power_log(
                     session, device=entity, inspection=inspection, entries=power_log,
-                    head=power_log_head, count=power_log_count, now=now,
+                    head=power_log_head, count=power_log_count, inspector=inspector, now=now,
                 )
                 problems.extend(log_problems)
 
@@ -237,12 +237,19 @@ class InspectionsMixin(CustodyMixin):
         entries: Sequence[object],
         head: str,
         count: int,
+        inspector: str,
         now: int,
     ) -> tuple[bool, list[str]]:
         try:
             events = verify_power_log(entries, head=head, count=count)
         except InputError as exc:
+            # A log that does not match what the device signed is tamper evidence, like a broken
+            # seal, so it flags the device until an inspection resolves it.
             logger.warning("power log of %s rejected: %s", device.id, exc)
+            if device.custody_problem is None:
+                record_change(session, device, {"custody_problem": "power log rejected at inspection"},
+                              action="custody-flag", actor=inspector,
+                              reason=str(exc), now=now)
             return False, [f"power-log-rejected: {exc}"]
         session.flush()
         threshold = self.config.power_off_threshold
