@@ -5,7 +5,7 @@ evaluator are exact: a boolean expression becomes a pair ``(is_true, is_false)``
 error exactly when neither holds. Integer and string expressions become a pair ``(term, ok)``
 where ``ok`` is true when no fact they read is missing.
 
-Strings are an enumeration. The universe holds every string literal the translated expressions
+Strings are an enumeration. The universe contains every string literal the translated expressions
 mention, the workload kinds, and one fresh value per free string fact. A string fact is an integer
 index into that universe, and a string-set fact is one membership bit per universe element.
 Expressions only test strings for equality and membership, and both are unchanged when strings
@@ -277,20 +277,20 @@ class Encoding:
         right, right_ok = self._operand(expr.right)
         ok = z3.And(left_ok, right_ok)
         if expr.op == "==":
-            holds = left == right
+            relation = left == right
         elif expr.op == "!=":
-            holds = left != right
+            relation = left != right
         elif expr.op == "<":
-            holds = left < right
+            relation = left < right
         elif expr.op == "<=":
-            holds = left <= right
+            relation = left <= right
         elif expr.op == ">":
-            holds = left > right
+            relation = left > right
         elif expr.op == ">=":
-            holds = left >= right
+            relation = left >= right
         else:
             raise UntranslatableError(f"comparison {expr.op!r}")
-        return z3.And(ok, holds), z3.And(ok, z3.Not(holds))
+        return z3.And(ok, relation), z3.And(ok, z3.Not(relation))
 
     def _operand(self, expr: Expr) -> TermPair:
         """Translate a comparison operand of any scalar type into ``(term, ok)``."""

@@ -1,6 +1,6 @@
 """Proofs about rulesets: ratchet, baseline rights, equivalence and succession rules.
 
-Each property is proved for every workload the device can see: every fact within its declared
+Each property is proved for every workload the device can be given: every fact within its declared
 type and bounds, every optional fact present or missing, and the facts that each workload
 descriptor carries present. The translation into SMT lives in :mod:`flexheg.rules._smt`.
 
