@@ -247,6 +247,18 @@ def test_unconfirmed_counterexample_is_unprovable(monkeypatch: pytest.MonkeyPatc
     assert result.counterexample is None
 
 
+def test_invalid_counterexample_is_unprovable(monkeypatch: pytest.MonkeyPatch) -> None:
+    original = Encoding.facts_from_model
+
+    def empty_run_id(self: Encoding, model: Any) -> dict[str, Any]:
+        return {**original(self, model), "workload.run_id": ""}
+
+    monkeypatch.setattr(Encoding, "facts_from_model", empty_run_id)
+    result = prove_ratchet(ALLOW_ALL, ruleset(("deny", "workload.flop < 3"), ("allow", "true")))
+    assert result.verdict is Verdict.UNPROVABLE
+    assert result.counterexample is None
+
+
 def test_baseline_rights_rejects_bad_condition() -> None:
     with pytest.raises(InputError):
         prove_baseline_rights(ALLOW_ALL, "workload.flop <")

@@ -28,7 +28,7 @@ from typing import Any
 
 import z3
 
-from flexheg.errors import Reason, Rejected
+from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules._ast import Expr, Value
 from flexheg.rules._evaluate import compile_expression
 from flexheg.rules._facts import FACTS
@@ -175,7 +175,11 @@ def _search(
     # Step 4.
     facts = encoding.facts_from_model(model)
     candidate = counterexample_from_facts(facts, {})
-    violated, decisions = confirm(candidate.all_facts())
+    try:
+        violated, decisions = confirm(candidate.all_facts())
+    except InputError as exc:
+        logger.error("the %s counterexample %s is not a valid workload: %s", name, facts, exc)
+        violated, decisions = False, {}
     if not violated:
         logger.error("the evaluator does not confirm the %s counterexample %s", name, facts)
         return PropertyResult(
