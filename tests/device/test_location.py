@@ -436,6 +436,7 @@ def feasible_cases(draw: st.DrawFn) -> tuple[FeasibleRegion, Disc | Polygon]:
         landmark = _to_point(_destination(truth, bearing, offset))
         slack = draw(st.integers(min_value=1000, max_value=600_000))
         discs.append(Disc(landmark, offset + slack))
+
     shape_center = _to_point(
         _destination(truth, draw(st.floats(0, 2 * math.pi)), draw(st.integers(0, 600_000)))
     )

@@ -33,8 +33,11 @@ ROUNDS = 15
 
 
 class Forwarder:
-    """A UDP relay in a thread: ``on_request`` maps a request to datagrams for the client and
-    the upstream; replies from upstream go back to the last client unchanged."""
+    """A UDP relay in a thread, controlled by the attacker.
+
+    ``on_request`` maps each request to datagrams sent back to the client and an optional
+    datagram sent upstream. Replies from upstream go back to the last client unchanged.
+    """
 
     def __init__(
         self,
@@ -145,7 +148,7 @@ def _bound(item: Round, landmark: LandmarkFiles, now: int) -> int:
 def test_replayed_response_rejected(
     geneva: LandmarkFiles, geneva_server: Service, device: SigningKey
 ) -> None:
-    """A relay that answers every challenge with a recorded response is rejected (nonce binding)."""
+    """A relay that returns a recorded response for every challenge is rejected (nonce binding)."""
     recorded = measure_rounds(
         geneva_server.address,
         geneva.landmark,
@@ -166,7 +169,7 @@ def test_replayed_response_rejected(
 def test_replay_racing_real_response_ignored(
     geneva: LandmarkFiles, geneva_server: Service, device: SigningKey
 ) -> None:
-    """A replay sent ahead of the real response is ignored; the proof binds the device's nonce."""
+    """A replay sent ahead of the real response is ignored, and the proof binds the device's nonce."""
     recorded = measure_rounds(
         geneva_server.address,
         geneva.landmark,
@@ -205,7 +208,7 @@ def test_forged_landmark_key_rejected(workdir: Path, geneva: LandmarkFiles, devi
 def test_challenge_sent_to_other_landmark_dropped(
     geneva: LandmarkFiles, berlin_server: Service, device: SigningKey
 ) -> None:
-    """A challenge for geneva-1 routed to the Berlin landmark gets no answer."""
+    """A challenge for geneva-1 routed to the Berlin landmark gets no response."""
     with pytest.raises(Rejected) as caught:
         _prove(berlin_server.address, geneva, device, rounds=2, timeout_s=0.3)
     assert caught.value.reason is Reason.LOCATION_UNVERIFIED

@@ -59,6 +59,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path, SigningKey, SigningKey]:
     )
     landmark_key = SigningKey.from_private_bytes((tmp_path / "lm.pem").read_bytes(), what="lm.pem")
     assert entry.key == landmark_key.public
+
     policy = LocationPolicy(
         landmarks={"geneva-1": entry},
         regions=(
@@ -69,6 +70,7 @@ def setup(tmp_path: Path) -> tuple[Path, Path, Path, SigningKey, SigningKey]:
     )
     policy_path = tmp_path / "policy.json"
     policy_path.write_text(json.dumps(policy.to_dict()), encoding="utf-8")
+
     device = SigningKey.generate()
     _, device_pub = write_key_pair(device, tmp_path / "device")
     response = Envelope.sign(LandmarkResponse("geneva-1", NONCE, 1_800_000_000, 1000), landmark_key)

@@ -1,6 +1,6 @@
 """Real round trips over loopback through an emulated link of a chosen length.
 
-A landmark server and a link emulator run as separate processes. The link holds every datagram
+A landmark server and a link emulator run as separate processes. The link delays every datagram
 for the propagation time of its length at the speed of light, so the true distance between the
 device and the landmark is the link's length. Loopback, Python and scheduling add a few hundred
 microseconds on top. The measuring processes run under real-time scheduling where the machine

@@ -123,7 +123,7 @@ def serve(
     ] = 1000,
     json: JsonOption = False,
 ) -> None:
-    """Answer location challenges until SIGTERM or Ctrl-C. Prints one line with the address."""
+    """Respond to location challenges until SIGTERM or Ctrl-C. Prints one line with the address."""
     host, port = _parse_listen(listen)
     server = LandmarkServer(
         load_signing_key(key), landmark_id, host=host, port=port, processing_us=processing_us
@@ -178,7 +178,9 @@ def link(
 def prove(
     policy: Annotated[Path, typer.Option(help="Location policy JSON with the trusted landmarks.")],
     landmark_id: Annotated[str, typer.Option("--landmark", help="Id of the landmark to challenge.")],
-    address: Annotated[str, typer.Option(help="HOST:PORT where the landmark answers.")],
+    address: Annotated[
+        str, typer.Option(help="UDP HOST:PORT of the landmark (or of a relay in front of it).")
+    ],
     device_key: Annotated[Path, typer.Option(help="Device identity private key (.pem).")],
     out: Annotated[Path | None, typer.Option(help="Write the signed proof envelope here.")] = None,
     rounds: Annotated[int, typer.Option(help="Challenges to send; the fastest counts.")] = 5,

@@ -2,8 +2,8 @@
 
 The emulator listens on one address and forwards each datagram to an upstream address (a
 landmark), and each reply back to the client that sent the request, holding every datagram in
-each direction for ``one_way_delay_ns``. It stands in for a long fibre between a device and a
-landmark where kernel traffic shaping (netem) is not available. The delay of a distance is
+each direction for ``one_way_delay_ns``. It emulates a long link between a device and a landmark
+where kernel traffic shaping (netem) is not available. The delay of a distance is
 :func:`propagation_delay_ns`.
 
 Each client address gets its own upstream socket, so replies find their way back. At most

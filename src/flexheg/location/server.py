@@ -1,4 +1,4 @@
-"""The landmark server: answers location challenges with signed, timestamped responses over UDP.
+"""The landmark server: responds to location challenges with signed, timestamped UDP datagrams.
 
 Protocol (one datagram each way):
 
@@ -96,7 +96,7 @@ class LandmarkServer:
         self._queue = DelayQueue(clock_ns)
         self._stop = threading.Event()
         self._errors = _ErrorLog(f"landmark {landmark_id}")
-        self.answered = 0
+        self.responded = 0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
@@ -124,7 +124,7 @@ class LandmarkServer:
         self._sock.close()
 
     def serve_forever(self) -> None:
-        """Answer challenges until :meth:`stop` is called, then close the socket."""
+        """Respond to challenges until :meth:`stop` is called, then close the socket."""
         host, port = self.address
         logger.info(
             "landmark %s serving on %s:%d (key %s, processing %d us)",
@@ -145,9 +145,9 @@ class LandmarkServer:
             selector.close()
             self.close()
             logger.info(
-                "landmark %s stopped: answered %d challenges, dropped %d datagrams",
+                "landmark %s stopped: responded to %d challenges, dropped %d datagrams",
                 self.landmark_id,
-                self.answered,
+                self.responded,
                 self.dropped,
             )
 
@@ -165,7 +165,7 @@ class LandmarkServer:
             if response is not None:
                 release_ns = received_ns + self.processing_us * 1000
                 self._queue.hold(release_ns, self._sock, response, address)
-                self.answered += 1
+                self.responded += 1
             self._queue.release()
 
     def answer(self, data: bytes, address: tuple[str, int]) -> bytes | None:
