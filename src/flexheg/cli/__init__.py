@@ -1,8 +1,9 @@
 """The ``flexheg`` command.
 
 Each command group lives in its own module and exposes a ``typer.Typer`` named ``app`` (or, for
-a single command, a function named ``command``); the groups are listed in ``_GROUPS``. Modules import heavy dependencies (NumPy, SQLAlchemy, torch)
-inside their command functions, so that ``flexheg --help`` stays fast.
+a single command, a function named ``command``); the groups are listed in ``_GROUPS``. Modules
+import heavy dependencies (NumPy, SQLAlchemy, torch) inside their command functions, so that
+``flexheg --help`` stays fast.
 """
 
 from __future__ import annotations

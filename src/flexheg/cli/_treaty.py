@@ -20,6 +20,7 @@ from typing import Any
 
 from flexheg.attest import EvidenceBundle, appraise
 from flexheg.authority import sign_approval
+from flexheg.cli._logged_treaty import LoggedTreaty, run_double_signing
 from flexheg.device import Agreement, AgreementKind, Device, LifetimeExtension
 from flexheg.errors import Rejected
 from flexheg.policy import Action, Approver, ApproverKey, Policy
@@ -233,7 +234,24 @@ class Treaty:
         self.extend_and_expire()
         self.tamper()
         self.verify_evidence()
+        self.double_signing()
         return self.report
+
+    def double_signing(self) -> None:
+        self.progress("a second treaty with a transparency log: bloc-c tries to double sign")
+        treaty = LoggedTreaty(
+            self.folder / "logged-treaty",
+            keys=self.keys,
+            blocs=BLOCS,
+            manufacturer=self.keys["manufacturer"],
+            baseline=load_rules_file(self.folder / "rules" / "baseline.toml"),
+            host_clock=self._host_clock,
+        )
+        try:
+            rulesets = [load_rules_file(self.folder / "rules" / f"v{v}.toml") for v in (1, 2)]
+            run_double_signing(treaty, rulesets, self.check)
+        finally:
+            treaty.close()
 
     def install_and_admit(self) -> None:
         self.progress("all three blocs approve ruleset v1 (training capped at 1e25 FLOP)")

@@ -9,11 +9,12 @@ import typer
 
 from flexheg.cli._files import read_statement, write_statement
 from flexheg.cli._output import JsonOption, emit, handle_errors
-from flexheg.device import Agreement, AgreementKind, NamedKeys
+from flexheg.device import Agreement, AgreementKind, LogConfig, NamedKeys
 from flexheg.errors import InputError
 from flexheg.policy import Action, Approver, ApproverKey, Policy, check_approver_set
 from flexheg.rules import load_rules_file
 from flexheg.wire import load_public_key, parse_duration, parse_statement, sha256_digest
+from flexheg.wire.checkpoint import NoteVerifier
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -28,6 +29,22 @@ def _parse_approver(text: str) -> Approver:
     keys_text, _, votes_text = rest.rpartition(":") if rest.rsplit(":", 1)[-1].isdigit() else (rest, "", "1")
     keys = tuple(ApproverKey(load_public_key(Path(p))) for p in keys_text.split(","))
     return Approver(approver_id, int(votes_text), keys)
+
+
+def _log_config(log_key: str | None, witnesses: list[str], quorum: int) -> LogConfig | None:
+    if log_key is None:
+        if witnesses:
+            raise InputError("--witness needs --log-key: name the log the witnesses cosign")
+        return None
+    verifier = NoteVerifier.from_vkey(log_key, what="--log-key")
+    for text in witnesses:
+        NoteVerifier.from_vkey(text, what="--witness")
+    if not witnesses or not 1 <= quorum <= len(witnesses):
+        raise InputError(
+            f"--witness-quorum {quorum} is invalid for {len(witnesses)} witnesses; give at least one "
+            "--witness and a quorum between 1 and their number"
+        )
+    return LogConfig(verifier.name, log_key, tuple(witnesses), quorum)
 
 
 @app.command("create")
@@ -54,6 +71,15 @@ def create(
     licensing_state: Annotated[
         list[str] | None, typer.Option(help="ID=KEY.pub.json of a state that may issue licenses.")
     ] = None,
+    log_key: Annotated[
+        str | None, typer.Option(help="Verifier key (name+id+key) of the transparency log devices require.")
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option(help="Cosignature verifier key of a log witness; repeat for each.")
+    ] = None,
+    witness_quorum: Annotated[
+        int, typer.Option(help="Distinct witnesses that must cosign a checkpoint.")
+    ] = 1,
     json: JsonOption = False,
 ) -> None:
     """Create an agreement file (canonical JSON) from approver and manufacturer keys."""
@@ -81,7 +107,7 @@ def create(
         max_lifetime=parse_duration(max_lifetime),
         max_extension=parse_duration(max_extension),
         licensing_states=states,
-        log=None,
+        log=_log_config(log_key, witness or [], witness_quorum),
     )
     # Round-trip through the strict parser so that every check on agreements applies here too.
     data = agreement.encode()

@@ -19,6 +19,12 @@ app = typer.Typer(no_args_is_help=True)
 
 DeviceDir = Annotated[Path, typer.Argument(help="Device folder.")]
 Approvals = Annotated[list[Path], typer.Option("--approval", help="Approval file; repeat for each.")]
+LogBundleOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-bundle", help="Proof bundle from 'flexheg log prove' (needed when the agreement names a log)."
+    ),
+]
 
 
 @app.command("provision")
@@ -48,12 +54,14 @@ def install(
     folder: DeviceDir,
     update: Annotated[Path, typer.Argument(help="Update file.")],
     approval: Approvals,
+    log_bundle: LogBundleOption = None,
     json: JsonOption = False,
 ) -> None:
     """Install a ruleset update with its approvals."""
     payload, _ = read_statement(update, RulesetUpdate)
     approvals = [read_envelope(path) for path in approval]
-    result = Device(folder).install(payload, approvals)
+    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    result = Device(folder).install(payload, approvals, log_bundle=bundle)
     emit(
         {
             "ok": True,
@@ -73,12 +81,14 @@ def extend(
     folder: DeviceDir,
     extension: Annotated[Path, typer.Argument(help="Extension file.")],
     approval: Approvals,
+    log_bundle: LogBundleOption = None,
     json: JsonOption = False,
 ) -> None:
     """Extend the installed update's lifetime with approvals."""
     payload, _ = read_statement(extension, LifetimeExtension)
     approvals = [read_envelope(path) for path in approval]
-    result = Device(folder).extend(payload, approvals)
+    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    result = Device(folder).extend(payload, approvals, log_bundle=bundle)
     emit(
         {
             "ok": True,

@@ -11,6 +11,7 @@ from flexheg.errors import InputError
 from flexheg.policy import Action, Approver, Policy, check_approver_set
 from flexheg.rules import Ruleset
 from flexheg.wire import MAX_SAFE_INTEGER, Fields, PublicKey, Statement
+from flexheg.wire.checkpoint import NoteVerifier
 
 
 class AgreementKind(enum.StrEnum):
@@ -46,18 +47,29 @@ class NamedKeys:
 
 @dataclass(frozen=True)
 class LogConfig:
-    """The transparency log a device trusts, its witnesses and the witness quorum."""
+    """The transparency log a device trusts, its witnesses and the witness quorum.
+
+    Keys are C2SP verifier keys (``name+keyid+base64``): the log's note-signing key and each
+    witness's cosignature key. With a log configured, a device accepts an install or extension
+    only with a proof bundle showing that the subject and every approval are in the log.
+    """
 
     origin: str
-    key: PublicKey
-    witnesses: tuple[NamedKeys, ...]
+    key: str
+    witnesses: tuple[str, ...]
     quorum: int
+
+    def log_verifier(self) -> NoteVerifier:
+        return NoteVerifier.from_vkey(self.key, what="log key")
+
+    def witness_verifiers(self) -> list[NoteVerifier]:
+        return [NoteVerifier.from_vkey(w, what="witness key") for w in self.witnesses]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "origin": self.origin,
-            "key": self.key.to_dict(),
-            "witnesses": [w.to_dict() for w in self.witnesses],
+            "key": self.key,
+            "witnesses": list(self.witnesses),
             "quorum": self.quorum,
         }
 
@@ -66,18 +78,16 @@ class LogConfig:
         fields = Fields(value, where)
         config = cls(
             origin=fields.str("origin"),
-            key=PublicKey.from_dict(fields.raw("key"), where=fields.path("key")),
-            witnesses=tuple(
-                NamedKeys.from_dict(item, where=f"{fields.path('witnesses')}[{index}]")
-                for index, item in enumerate(fields.list("witnesses"))
-            ),
-            quorum=fields.int("quorum", minimum=0),
+            key=fields.str("key"),
+            witnesses=tuple(fields.str_list("witnesses")),
+            quorum=fields.int("quorum", minimum=1),
         )
         fields.done()
-        if config.quorum > len(config.witnesses):
+        NoteVerifier.from_vkey(config.key, what=fields.path("key"))
+        verifiers = config.witness_verifiers()
+        if config.quorum > len(verifiers):
             raise InputError(
-                f"{where}.quorum: {config.quorum} witnesses required but only "
-                f"{len(config.witnesses)} configured"
+                f"{where}.quorum: {config.quorum} witnesses required but only {len(verifiers)} configured"
             )
         return config
 

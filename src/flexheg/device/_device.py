@@ -118,11 +118,19 @@ class Device:
 
     # Operations.
 
-    def install(self, payload: bytes, approvals: Sequence[Envelope]) -> processor.InstallResult:
-        return self._operate(lambda state, now: processor.install(state, payload, approvals, now))
+    def install(
+        self, payload: bytes, approvals: Sequence[Envelope], *, log_bundle: bytes | None = None
+    ) -> processor.InstallResult:
+        return self._operate(
+            lambda state, now: processor.install(state, payload, approvals, now, log_bundle=log_bundle)
+        )
 
-    def extend(self, payload: bytes, approvals: Sequence[Envelope]) -> processor.ExtendResult:
-        return self._operate(lambda state, now: processor.extend(state, payload, approvals, now))
+    def extend(
+        self, payload: bytes, approvals: Sequence[Envelope], *, log_bundle: bytes | None = None
+    ) -> processor.ExtendResult:
+        return self._operate(
+            lambda state, now: processor.extend(state, payload, approvals, now, log_bundle=log_bundle)
+        )
 
     def admit(self, facts: dict[str, Any]) -> processor.AdmitResult:
         """Admit a workload. A denial by a rule that reads location facts carries the location reason."""

@@ -29,6 +29,7 @@ from flexheg.errors import InputError, Reason, Rejected
 from flexheg.policy import Action, PolicyResult, evaluate, require, verify_approvals
 from flexheg.rules import Decision, Ruleset, RulesetUpdate, SuccessionKind
 from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest
+from flexheg.wire.checkpoint import Checkpoint, verify_log_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,42 @@ def _check_approvals(
     return result
 
 
+def _check_logged(
+    state: DeviceState, payload: bytes, approvals: Sequence[Envelope], log_bundle: bytes | None
+) -> str | None:
+    """Check that the subject and every approval are logged; return the newest checkpoint seen.
+
+    Without a log in the agreement there is nothing to check and the stored checkpoint stays.
+    """
+    config = state.agreement.log
+    if config is None:
+        return state.checkpoint
+    if log_bundle is None:
+        raise Rejected(
+            Reason.NOT_LOGGED,
+            "the agreement requires every update, extension and approval to be in the transparency log",
+            expected=f"a proof bundle from {config.origin}",
+            actual="no proof bundle",
+        )
+    newest_seen = None if state.checkpoint is None else Checkpoint.parse(state.checkpoint)
+    newest = verify_log_bundle(
+        log_bundle,
+        entries=[payload, *(envelope.to_json() for envelope in approvals)],
+        log_key=config.log_verifier(),
+        witnesses=config.witness_verifiers(),
+        quorum=config.quorum,
+        newest_seen=newest_seen,
+    )
+    if newest.origin != config.origin:
+        raise Rejected(
+            Reason.NOT_LOGGED,
+            "the proof bundle is from another log",
+            expected=config.origin,
+            actual=newest.origin,
+        )
+    return newest.to_bytes().decode("utf-8")
+
+
 def check_succession(previous: RulesetUpdate, update: RulesetUpdate) -> None:
     """Check the succession rules of ``previous`` that are cheap enough for the device.
 
@@ -162,7 +199,12 @@ def check_succession(previous: RulesetUpdate, update: RulesetUpdate) -> None:
 
 
 def install(
-    state: DeviceState | None, payload: bytes, approvals: Sequence[Envelope], now: int
+    state: DeviceState | None,
+    payload: bytes,
+    approvals: Sequence[Envelope],
+    now: int,
+    *,
+    log_bundle: bytes | None = None,
 ) -> tuple[DeviceState, InstallResult]:
     """Install a ruleset update.
 
@@ -170,7 +212,10 @@ def install(
       1. the device is enabled (``device-disabled``);
       2. the update parses (``malformed``) and names this agreement (``wrong-agreement``);
       3. its approvals verify and satisfy the install policy (``malformed``, ``wrong-agreement``,
-         ``digest-mismatch``, ``unknown-signer``, ``bad-signature``, ``insufficient-approvals``);
+         ``digest-mismatch``, ``unknown-signer``, ``bad-signature``, ``insufficient-approvals``),
+         and, when the agreement names a log, the update and its approvals are in the log under a
+         witnessed checkpoint consistent with the newest one seen (``not-logged``, ``bad-proof``,
+         ``witness-quorum-not-met``, ``inconsistent-log``);
       4. its version is above every version ever installed (``rollback``);
       5. it has not expired (``expired``) and its lifetime is within the agreement's maximum;
       6. it satisfies the previous update's device-checked succession rules
@@ -194,6 +239,7 @@ def install(
     result = _check_approvals(
         state.agreement, state.agreement_digest, approvals, action=Action.INSTALL, subject=digest, now=now
     )
+    checkpoint = _check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
     if update.version <= state.highest_version:
@@ -229,6 +275,7 @@ def install(
         state,
         installed=installed,
         highest_version=update.version,
+        checkpoint=checkpoint,
         counters=_bump(state, "installs"),
         clock_high_water=max(state.clock_high_water, now),
     )
@@ -237,14 +284,20 @@ def install(
 
 
 def extend(
-    state: DeviceState | None, payload: bytes, approvals: Sequence[Envelope], now: int
+    state: DeviceState | None,
+    payload: bytes,
+    approvals: Sequence[Envelope],
+    now: int,
+    *,
+    log_bundle: bytes | None = None,
 ) -> tuple[DeviceState, ExtendResult]:
     """Extend the lifetime of the installed update.
 
     Steps:
       1. the device is enabled (``device-disabled``);
       2. the extension parses (``malformed``) and names this agreement (``wrong-agreement``);
-      3. its approvals verify and satisfy the extend policy;
+      3. its approvals verify and satisfy the extend policy, and are logged when the agreement
+         names a log (as for :func:`install`);
       4. it is bound to the installed update's digest and version (``extension-mismatch``);
       5. the installed update has not expired (``expired``);
       6. its serial is above the last one accepted, and it moves expiry forward (``rollback``);
@@ -268,6 +321,7 @@ def extend(
     result = _check_approvals(
         state.agreement, state.agreement_digest, approvals, action=Action.EXTEND, subject=digest, now=now
     )
+    checkpoint = _check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
     installed = state.installed
@@ -327,6 +381,7 @@ def extend(
     new_state = dataclasses.replace(
         state,
         installed=new_installed,
+        checkpoint=checkpoint,
         counters=_bump(state, "extensions"),
         clock_high_water=max(state.clock_high_water, now),
     )

@@ -25,8 +25,14 @@ JSONValue = Any
 """A decoded JSON value: dict, list, str, int, bool or None (no floats)."""
 
 
-def _check_value(value: object, path: str) -> bool:
+MAX_DEPTH = 100
+"""Deepest nesting of arrays and objects accepted; statements use fewer than ten levels."""
+
+
+def _check_value(value: object, path: str, depth: int = 0) -> bool:
     """Validate ``value`` for canonical encoding. Return True if it is ASCII-only."""
+    if depth > MAX_DEPTH:
+        raise InputError(f"{path}: JSON nesting is too deep (more than {MAX_DEPTH} levels)")
     if isinstance(value, str):
         return value.isascii()
     if isinstance(value, bool) or value is None:
@@ -44,12 +50,12 @@ def _check_value(value: object, path: str) -> bool:
             if not isinstance(key, str):
                 raise InputError(f"{path}: object key {key!r} is not a string")
             ascii_only = key.isascii() and ascii_only
-            ascii_only = _check_value(item, f"{path}.{key}") and ascii_only
+            ascii_only = _check_value(item, f"{path}.{key}", depth + 1) and ascii_only
         return ascii_only
     if isinstance(value, list | tuple):
         ascii_only = True
         for index, item in enumerate(value):
-            ascii_only = _check_value(item, f"{path}[{index}]") and ascii_only
+            ascii_only = _check_value(item, f"{path}[{index}]", depth + 1) and ascii_only
         return ascii_only
     if isinstance(value, float):
         raise InputError(f"{path}: float {value!r} is not allowed in signed statements; use an integer")
@@ -60,16 +66,19 @@ def encode(value: JSONValue) -> bytes:
     """Encode ``value`` as RFC 8785 canonical JSON bytes.
 
     Raises:
-        InputError: the value holds a float, an out-of-range integer or a non-JSON type.
+        InputError: the value holds a float, an out-of-range integer or a non-JSON type, or it
+            is nested deeper than the interpreter's recursion limit allows.
     """
-    if _check_value(value, "$"):
-        return json.dumps(
-            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("ascii")
     try:
+        if _check_value(value, "$"):
+            return json.dumps(
+                value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode("ascii")
         encoded: bytes = rfc8785.dumps(value)
     except (rfc8785.CanonicalizationError, UnicodeError) as exc:
         raise InputError(f"$: cannot encode as canonical JSON: {exc}") from exc
+    except RecursionError:
+        raise InputError("$: JSON nesting is too deep to encode") from None
     return encoded
 
 
