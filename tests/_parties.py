@@ -86,7 +86,9 @@ def ruleset(document: Mapping[str, Any]) -> Ruleset:
     return Ruleset.from_dict(json.loads(json.dumps(document)), where="test ruleset")
 
 
-def workload(run_id: str = "run-1", flop: int = 1000, *, kind: str = "training", cluster: int = 8) -> dict[str, Any]:
+def workload(
+    run_id: str = "run-1", flop: int = 1000, *, kind: str = "training", cluster: int = 8
+) -> dict[str, Any]:
     """Return the facts of a workload descriptor, as ``parse_workload`` would."""
     return {
         "workload.kind": kind,
@@ -137,7 +139,9 @@ class Parties:
             keys = [ApproverKey(self.keys[name].public, valid_from, valid_until)]
             alias = self.alias_keyids.get(name)
             if alias is not None:
-                keys.append(ApproverKey(PublicKey(alias, self.keys[name].public.key), valid_from, valid_until))
+                keys.append(
+                    ApproverKey(PublicKey(alias, self.keys[name].public.key), valid_from, valid_until)
+                )
             approvers.append(Approver(name, 1, tuple(keys)))
         return Agreement(
             name="test treaty",
@@ -218,12 +222,16 @@ class Parties:
     def approve_under_keyid(self, subject: bytes, approver: str, keyid: str) -> Envelope:
         """Sign an approval by ``approver`` whose signature entry names ``keyid``."""
         envelope = self.approve(subject, Action.INSTALL, [approver])[0]
-        return dataclasses.replace(envelope, signatures=(EnvelopeSignature(keyid, envelope.signatures[0].sig),))
+        return dataclasses.replace(
+            envelope, signatures=(EnvelopeSignature(keyid, envelope.signatures[0].sig),)
+        )
 
     # Devices.
 
     def certificate(self, device_id: str, identity: SigningKey, issued_at: int = START) -> Envelope:
-        statement = DeviceCertificate(device_id, identity.public, "test-model", self.agreement_digest, issued_at)
+        statement = DeviceCertificate(
+            device_id, identity.public, "test-model", self.agreement_digest, issued_at
+        )
         return Envelope.sign(statement, self.manufacturer)
 
     def state(self, now: int = START, device_id: str = "dev-1") -> DeviceState:
@@ -294,10 +302,19 @@ def _click_command() -> Any:
 class _Runner(CliRunner):
     """A runner that reuses the command tree, so that each invoke costs the command alone."""
 
-    def invoke(self, app: typer.Typer, args: str | Sequence[str] | None = None, **kwargs: Any) -> Result:
+    def invoke(
+        self,
+        app: typer.Typer,
+        args: str | Sequence[str] | None = None,
+        input: bytes | str | None = None,
+        env: Mapping[str, str | None] | None = None,
+        catch_exceptions: bool = True,
+        color: bool = False,
+        **extra: Any,
+    ) -> Result:
         command = _click_command()
-        with mock.patch("typer.testing._get_command", lambda _app: command):
-            return super().invoke(app, args, **kwargs)
+        with mock.patch("typer.testing._get_command", return_value=command):
+            return super().invoke(app, args, input, env, catch_exceptions, color, **extra)
 
 
 def cli() -> CliRunner:

@@ -100,7 +100,9 @@ def test_threshold_alias_key_counts_alone() -> None:
     payload = parties.update(1)
     alias = parties.approve_under_keyid(payload, "bloc-a", "bloc-a-second-keyid")
 
-    new_state, result = install(state, payload, [alias, *parties.approve(payload, approvers=BLOCS[1:])], START)
+    new_state, result = install(
+        state, payload, [alias, *parties.approve(payload, approvers=BLOCS[1:])], START
+    )
 
     assert result.approvals.signed == BLOCS
     assert new_state.highest_version == 1

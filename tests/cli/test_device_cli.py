@@ -83,7 +83,7 @@ def ok(*args: str | Path) -> dict[str, Any]:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path) -> World:
     for name in (*BLOCS, "manufacturer"):
         document = ok("key", "generate", tmp_path / "keys" / name)
         assert document["keyid"]
@@ -106,10 +106,12 @@ def world(tmp_path: Path) -> Iterator[World]:
     )  # fmt: skip
     world = World(tmp_path, agreement, update, [], device)
     world.approvals = world.approve(update)
-    yield world
+    return world
 
 
-def install_args(world: World, update: Path | None = None, approvals: list[Path] | None = None) -> list[str | Path]:
+def install_args(
+    world: World, update: Path | None = None, approvals: list[Path] | None = None
+) -> list[str | Path]:
     return [
         "device", "install", world.device, update or world.update,
         *[f"--approval={p}" for p in (world.approvals if approvals is None else approvals)],
@@ -133,7 +135,9 @@ def test_workflow_json(world: World) -> None:
     assert installed["version"] == 1
     assert installed["approvals"]["signed"] == list(BLOCS)
 
-    small = workload_file(world, "small", {"kind": "training", "run_id": "r", "flop": "6e24", "cluster_size": 8})
+    small = workload_file(
+        world, "small", {"kind": "training", "run_id": "r", "flop": "6e24", "cluster_size": 8}
+    )
     admitted = ok("device", "admit", world.device, small)
     assert admitted["allowed"] is True
     assert admitted["run_flop_total"] == str(6 * 10**24)
@@ -146,7 +150,13 @@ def test_workflow_json(world: World) -> None:
 
     extension = world.root / "ext1.json"
     ok("ruleset", "extension", world.update, "--serial", "1", "--add", "10d", "--out", extension)
-    extended = ok("device", "extend", world.device, extension, *[f"--approval={p}" for p in world.approve(extension, BLOCS[:2])])
+    extended = ok(
+        "device",
+        "extend",
+        world.device,
+        extension,
+        *[f"--approval={p}" for p in world.approve(extension, BLOCS[:2])],
+    )
     assert extended["serial"] == 1
 
     evidence = world.root / "evidence.json"
@@ -155,7 +165,9 @@ def test_workflow_json(world: World) -> None:
     verified = ok("verify", "evidence", evidence, "--agreement", world.agreement, "--nonce", nonce)
     assert verified["device_id"] == "dev-1"
     assert verified["ruleset_version"] == 1
-    code, stale, _ = run_cli("verify", "evidence", evidence, "--agreement", world.agreement, "--nonce", "cd" * 16)
+    code, stale, _ = run_cli(
+        "verify", "evidence", evidence, "--agreement", world.agreement, "--nonce", "cd" * 16
+    )
     assert code == 1
     assert stale["reason"] == "stale-nonce"
 
@@ -227,7 +239,9 @@ def test_truncated_update_file(world: World) -> None:
 def test_pretty_printed_update_file(world: World) -> None:
     pretty = world.root / "pretty.json"
     pretty.write_text(json.dumps(json.loads(world.update.read_bytes()), indent=2))
-    assert_input_error(world, install_args(world, pretty), str(pretty), "canonical", "re-encode it with flexheg")
+    assert_input_error(
+        world, install_args(world, pretty), str(pretty), "canonical", "re-encode it with flexheg"
+    )
 
 
 def test_update_with_trailing_newline(world: World) -> None:
@@ -325,7 +339,9 @@ def test_usage_error_exit_2(world: World) -> None:
 
 def test_edited_state_reports_disabled(world: World) -> None:
     ok(*install_args(world))
-    world.state.write_bytes(world.state.read_bytes().replace(b'"highest_version": 1', b'"highest_version": 0'))
+    world.state.write_bytes(
+        world.state.read_bytes().replace(b'"highest_version": 1', b'"highest_version": 0')
+    )
     code, document, _ = run_cli("device", "status", world.device)
     assert code == 1
     assert document["reason"] == "device-disabled"
@@ -356,7 +372,9 @@ def _commands(command: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tupl
         yield prefix, command
 
 
-@pytest.mark.parametrize("group", ["key", "agreement", "ruleset", "approve", "device", "emulator", "verify", "demo"])
+@pytest.mark.parametrize(
+    "group", ["key", "agreement", "ruleset", "approve", "device", "emulator", "verify", "demo"]
+)
 def test_every_command_takes_json(group: str) -> None:
     root = click_command()
     commands = list(_commands(root.commands[group], (group,)))

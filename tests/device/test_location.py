@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 from dataclasses import replace
 from functools import cache
 
@@ -638,3 +640,46 @@ def test_require_region_unverified() -> None:
     with pytest.raises(Rejected) as caught:
         _decide([]).require_region("europe")
     assert caught.value.reason is Reason.LOCATION_UNVERIFIED
+
+
+# --- Layering and configuration codecs ---------------------------------------------------------
+
+
+def test_device_location_imports_no_sockets() -> None:
+    """The pure part must not pull in the socket layer that sits above the device."""
+    code = (
+        "import sys, flexheg.device.location; "
+        "print(sorted(m for m in sys.modules if m.startswith('flexheg.location') or m == 'socket'))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "flexheg.location" not in result.stdout
+
+
+microdegree_latitudes = st.integers(min_value=-89_000_000, max_value=89_000_000)
+microdegree_longitudes = st.integers(min_value=-180_000_000, max_value=180_000_000)
+
+
+@given(
+    st.lists(
+        st.tuples(names, microdegree_latitudes, microdegree_longitudes, st.integers(0, 2**40)),
+        max_size=4,
+        unique_by=lambda item: item[0],
+    )
+)
+def test_disc_regions_round_trip(items: list[tuple[str, int, int, int]]) -> None:
+    regions = tuple(Region(name, Disc(GeoPoint(lat, lon), radius)) for name, lat, lon, radius in items)
+    policy = _policy(regions=regions)
+    parsed = LocationPolicy.from_dict(decode(encode(policy.to_dict()), what="p"), where="p")
+    assert parsed == policy
+
+
+@given(
+    st.integers(min_value=-60_000_000, max_value=60_000_000),
+    st.integers(min_value=-170_000_000, max_value=170_000_000),
+    st.integers(min_value=100_000, max_value=5_000_000),
+)
+def test_polygon_region_round_trip(lat: int, lon: int, size: int) -> None:
+    corners = ((0, 0), (0, size), (size, size), (size, 0))
+    polygon = Polygon(tuple(GeoPoint(lat + dlat, lon + dlon) for dlat, dlon in corners))
+    region = Region("box", polygon)
+    assert Region.from_dict(decode(encode(region.to_dict()), what="r"), where="r") == region

@@ -121,7 +121,9 @@ def test_bad_signature_flipped_bit(parties: Parties) -> None:
     approvals = parties.approve(payload)
     signature = approvals[1].signatures[0]
     flipped = bytes([signature.sig[0] ^ 1]) + signature.sig[1:]
-    approvals[1] = dataclasses.replace(approvals[1], signatures=(EnvelopeSignature(signature.keyid, flipped),))
+    approvals[1] = dataclasses.replace(
+        approvals[1], signatures=(EnvelopeSignature(signature.keyid, flipped),)
+    )
     with pytest.raises(Rejected) as exc:
         install(state, payload, approvals, START)
     error = rejected(exc, Reason.BAD_SIGNATURE)

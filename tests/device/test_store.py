@@ -286,7 +286,9 @@ def test_power_log_matches_evidence(parties: Parties, device: Device, clock: Fak
     assert [event.event for event in events] == ["power-on", "power-off", "power-on"]
 
     with pytest.raises(InputError, match="entries"):
-        verify_power_log(entries[:1] + entries[2:], head=evidence.power_log_head, count=evidence.power_log_count)
+        verify_power_log(
+            entries[:1] + entries[2:], head=evidence.power_log_head, count=evidence.power_log_count
+        )
     altered = [dict(entries[0]), *entries[1:]]
     altered[0]["tick"] += 1
     with pytest.raises(InputError, match="does not chain"):

@@ -55,7 +55,9 @@ def signed(name: str, key: SigningKey | None = None, subject: str = SUBJECT) -> 
     st.sampled_from(["all", "majority", "weighted"]),
     st.integers(1, 25),
 )
-def test_counts_distinct_approvers(signers: list[str], votes: dict[str, int], kind: str, threshold: int) -> None:
+def test_counts_distinct_approvers(
+    signers: list[str], votes: dict[str, int], kind: str, threshold: int
+) -> None:
     members = approvers(votes)
     policy = Policy(kind, threshold if kind == "weighted" else 0)
     result = evaluate(policy, members, [verified(n) for n in signers], action=Action.INSTALL, now=NOW)
@@ -73,7 +75,9 @@ def test_repeating_approvals_changes_nothing(signers: list[str], copies: int) ->
     members = approvers()
     policy = Policy("majority")
     once = evaluate(policy, members, [verified(n) for n in signers], action=Action.INSTALL, now=NOW)
-    repeated = evaluate(policy, members, [verified(n) for n in signers] * copies, action=Action.INSTALL, now=NOW)
+    repeated = evaluate(
+        policy, members, [verified(n) for n in signers] * copies, action=Action.INSTALL, now=NOW
+    )
     assert repeated.signed == once.signed
     assert repeated.votes_present == once.votes_present
     assert repeated.satisfied == once.satisfied
@@ -105,13 +109,17 @@ def test_no_approvals_never_satisfy() -> None:
 
 
 def test_other_action_not_counted() -> None:
-    result = evaluate(Policy("weighted", 1), approvers(), [verified("a", Action.EXTEND)], action=Action.INSTALL, now=NOW)
+    result = evaluate(
+        Policy("weighted", 1), approvers(), [verified("a", Action.EXTEND)], action=Action.INSTALL, now=NOW
+    )
     assert not result.satisfied
     assert result.not_counted == ("a approved extend, not install",)
 
 
 def test_stranger_not_counted() -> None:
-    result = evaluate(Policy("weighted", 1), approvers({"a": 1}), [verified("b")], action=Action.INSTALL, now=NOW)
+    result = evaluate(
+        Policy("weighted", 1), approvers({"a": 1}), [verified("b")], action=Action.INSTALL, now=NOW
+    )
     assert not result.satisfied
     assert result.not_counted == ("b is not an approver",)
 
@@ -134,11 +142,16 @@ def test_key_window(valid_from: int | None, valid_until: int | None, now: int, c
 
 
 def test_require_message_shows_expected_and_actual() -> None:
-    result = evaluate(Policy("all"), approvers({"a": 1, "b": 1, "c": 1}), [verified("a")], action=Action.INSTALL, now=NOW)
+    result = evaluate(
+        Policy("all"), approvers({"a": 1, "b": 1, "c": 1}), [verified("a")], action=Action.INSTALL, now=NOW
+    )
     with pytest.raises(Rejected) as exc:
         require(result, action=Action.INSTALL)
     assert exc.value.reason is Reason.INSUFFICIENT_APPROVALS
-    assert exc.value.message == "install needs more approvals: 1 of 3 approvers signed (1 of 3 votes needed); missing: b, c"
+    assert (
+        exc.value.message
+        == "install needs more approvals: 1 of 3 approvers signed (1 of 3 votes needed); missing: b, c"
+    )
     assert exc.value.expected == "3 votes"
     assert exc.value.actual == "1 votes from a"
 
@@ -200,7 +213,9 @@ def test_approver_set_checks() -> None:
     with pytest.raises(InputError, match="same public key is listed twice"):
         check_approver_set(shared, where="approvers")
     alias = PublicKey("alias", KEYS["a"].public.key)
-    check_approver_set((Approver("a", 1, (ApproverKey(KEYS["a"].public), ApproverKey(alias))),), where="approvers")
+    check_approver_set(
+        (Approver("a", 1, (ApproverKey(KEYS["a"].public), ApproverKey(alias))),), where="approvers"
+    )
 
 
 @pytest.mark.parametrize(
@@ -266,6 +281,8 @@ def test_key_window_order_checked() -> None:
     st.text(min_size=1, max_size=10),
     st.lists(st.text(min_size=1, max_size=5), max_size=3),
 )
-def test_approval_round_trip(action: Action, serial: int, time: int, approver: str, overrides: list[str]) -> None:
+def test_approval_round_trip(
+    action: Action, serial: int, time: int, approver: str, overrides: list[str]
+) -> None:
     approval = Approval(AGREEMENT, action, SUBJECT, approver, serial, time, tuple(overrides))
     assert parse_statement(encode(approval.to_dict()), Approval, what="approval") == approval

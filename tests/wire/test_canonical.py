@@ -82,7 +82,7 @@ def test_decode_rejects_unsorted_keys(value: dict[str, int]) -> None:
 @SETTINGS
 @given(any_text, integers, integers)
 def test_duplicate_key_rejected(key: str, first: int, second: int) -> None:
-    data = ("{" + json.dumps(key, ensure_ascii=False) + f":{first}," + json.dumps(key, ensure_ascii=False))
+    data = "{" + json.dumps(key, ensure_ascii=False) + f":{first}," + json.dumps(key, ensure_ascii=False)
     data += f":{second}" + "}"
     for parse in (decode, loads_strict):
         with pytest.raises(InputError, match="duplicate JSON key"):
@@ -173,7 +173,12 @@ def test_deep_nesting_raises_input_error() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [{"b": 1, "a": [True, None, "x"]}, {"é": "ü", "a": "\u2028"}, {"\U0001f600": 1, "\uffff": 2}, "\x00\x1f\x7f"],
+    [
+        {"b": 1, "a": [True, None, "x"]},
+        {"é": "ü", "a": "\u2028"},
+        {"\U0001f600": 1, "\uffff": 2},
+        "\x00\x1f\x7f",
+    ],
 )
 def test_encode_table(value: Any) -> None:
     assert encode(value) == rfc8785.dumps(value)

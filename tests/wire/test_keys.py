@@ -60,7 +60,9 @@ def test_private_file_as_public_names_fix(key_files: tuple[SigningKey, Path, Pat
     assert "pass the matching .pub.json file" in str(exc.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"garbage", b"\x00\xff" * 40, b"-----BEGIN PRIVATE KEY-----\nAAAA\n"])
+@pytest.mark.parametrize(
+    "content", [b"", b"garbage", b"\x00\xff" * 40, b"-----BEGIN PRIVATE KEY-----\nAAAA\n"]
+)
 def test_garbage_private_key_rejected(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "key.pem"
     path.write_bytes(content)
