@@ -159,3 +159,10 @@ def test_location_observation(registry: Registry) -> None:
     registry.record_location("gpu-1", latitude=52.37, longitude=4.90, source="inspector", actor="i",
                              now=NOW + 30)
     assert registry.get("gpu-1")["away_since"] is None
+
+
+def test_round_id_out_of_range_not_found(populated: Registry) -> None:
+    with pytest.raises(NotFoundError):
+        populated.inspection_round(2**53)
+    with pytest.raises(NotFoundError):
+        populated.record_inspection("gpu-1", seen=True, round_id=2**40, inspector="i", now=NOW)

@@ -1,11 +1,15 @@
-"""An in-process server over a temporary SQLite registry, with a token for each role."""
+"""An in-process server over a temporary SQLite registry, with a token for each role, and a
+fresh PostgreSQL database per test where ``FLEXHEG_TEST_POSTGRES_URL`` is set."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -16,6 +20,22 @@ from flexheg.wire import SigningKey
 
 NOW = 1_800_000_000
 AGREEMENT = "sha256:" + 64 * "a"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """Create a fresh PostgreSQL database for one test and drop it afterwards."""
+    base = os.environ.get("FLEXHEG_TEST_POSTGRES_URL")
+    if not base:
+        pytest.skip("FLEXHEG_TEST_POSTGRES_URL is not set; source .ci/services/postgres.sh")
+    name = "flexheg_" + uuid.uuid4().hex[:16]
+    with psycopg.connect(base, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield base.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(base, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @dataclass

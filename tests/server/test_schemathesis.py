@@ -1,8 +1,8 @@
 """Property-based tests of the OpenAPI description: no server error, no schema violation.
 
 Schemathesis generates requests for every operation from the app's OpenAPI document and sends
-them in process with an international-body token. Examples per operation are bounded, so the
-run takes well under a minute on two cores.
+them in process with an international-body token, once over SQLite and once over PostgreSQL.
+Examples per operation are bounded, so each run takes well under a minute on two cores.
 """
 
 from __future__ import annotations
@@ -31,10 +31,17 @@ CHECKS = [not_a_server_error, response_schema_conformance, status_code_conforman
           content_type_conformance]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesis.BaseSchema]:
-    path: Path = tmp_path_factory.mktemp("schemathesis") / "registry.db"
-    config = ServerConfig(database_url=f"sqlite:///{path}", license_keys={"NL": SigningKey.generate()},
+def api_schema(database_url: str) -> Iterator[schemathesis.BaseSchema]:
+    config = ServerConfig(database_url=database_url, license_keys={"NL": SigningKey.generate()},
                           agreement_digest="sha256:" + 64 * "a", clock=lambda: NOW)
     registry = Registry.open(config.database_url, config.registry)
     registry.register(NewEntity.build(id="dc-1", kind="data-center", owner="acme", latitude=1.0,

@@ -33,6 +33,9 @@ from flexheg.registry._sampling import (
 
 logger = logging.getLogger(__name__)
 
+# Row ids are 32-bit integers on PostgreSQL; a larger id cannot exist.
+MAX_ROW_ID = 2**31 - 1
+
 
 def _inspection_to_dict(inspection: Inspection) -> dict[str, Any]:
     return {
@@ -116,6 +119,8 @@ class InspectionsMixin(CustodyMixin):
         return {Stratum(kind, weight): int(count) for kind, weight, count in rows}
 
     def inspection_round(self, round_id: int) -> dict[str, Any]:
+        if not 1 <= round_id <= MAX_ROW_ID:
+            raise NotFoundError(f"inspection round {round_id} does not exist")
         with self.db.read() as session:
             round_row = session.get(InspectionRound, round_id)
             if round_row is None:
@@ -214,6 +219,8 @@ class InspectionsMixin(CustodyMixin):
 
     @staticmethod
     def _planned_inspection(session: Session, entity: Entity, round_id: int | None) -> Inspection:
+        if round_id is not None and not 1 <= round_id <= MAX_ROW_ID:
+            raise NotFoundError(f"inspection round {round_id} does not exist")
         if round_id is None:
             inspection = Inspection(entity_id=entity.id, state="planned", problems="[]")
             session.add(inspection)

@@ -129,8 +129,8 @@ def _entity_routes(router: APIRouter) -> None:
     def list_entities(  # noqa: PLR0917 - FastAPI injects each query parameter as a parameter
         registry: Reg,
         principal: Principal,
-        kind: Annotated[str | None, Query(max_length=16)] = None,
-        status: Annotated[str | None, Query(max_length=16)] = None,
+        kind: Annotated[str | None, Query(max_length=16, pattern=r"^[a-z-]+$")] = None,
+        status: Annotated[str | None, Query(max_length=16, pattern=r"^[a-z-]+$")] = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
         offset: Annotated[int, Query(ge=0, le=2**53)] = 0,
     ) -> list[EntityOut]:
@@ -211,7 +211,7 @@ def _inspection_routes(router: APIRouter) -> None:
             seed=body.seed, sample_size=body.sample_size, actor=principal.name, now=now))
 
     @router.get("/inspection-rounds/{round_id}", tags=["inspections"])
-    def get_round(round_id: Annotated[int, Path(ge=1, le=2**53)], registry: Reg,
+    def get_round(round_id: Annotated[int, Path(ge=1, le=2**31 - 1)], registry: Reg,
                   principal: AsReader) -> RoundOut:
         return RoundOut(**registry.inspection_round(round_id))
 
@@ -270,7 +270,9 @@ def _license_routes(router: APIRouter) -> None:
     @router.post("/devices/{device_id}/license-renewals", tags=["licenses"], status_code=201)
     def renew_license(  # noqa: PLR0917 - FastAPI injects each dependency as a parameter
         device_id: Id, request: Request, registry: Reg, principal: AsLicensingState,
-                      now: Now, state: Annotated[str | None, Query(max_length=128)] = None) -> DecisionOut:
+        now: Now,
+        state: Annotated[str | None, Query(max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")] = None,
+    ) -> DecisionOut:
         """Renew the device's operating license, or record why it is refused.
 
         A licensing state renews under its own name; the international body names the state.

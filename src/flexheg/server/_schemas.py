@@ -188,7 +188,7 @@ class PowerLogEntry(Strict):
 
 class InspectionCreate(Strict):
     entity_id: Id
-    round_id: Annotated[int, Field(ge=1, le=MAX_TICK)] | None = None
+    round_id: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = None
     seen: bool
     seals_intact: bool | None = None
     power_log: Annotated[list[PowerLogEntry], Field(max_length=100_000)] | None = None
