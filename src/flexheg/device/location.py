@@ -30,7 +30,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from flexheg.errors import InputError, Reason, Rejected
@@ -352,9 +352,11 @@ class Polygon:
     """
 
     vertices: tuple[GeoPoint, ...]
+    _geometry: _PolygonShape = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        _PolygonShape.build(self)
+        # Validate once and keep the projected form; the dataclass is frozen.
+        object.__setattr__(self, "_geometry", _PolygonShape.build(self))
 
     def to_dict(self) -> dict[str, Any]:
         return {"polygon": [vertex.to_dict() for vertex in self.vertices]}
@@ -883,7 +885,7 @@ class _PolygonShape:
 def _shape(shape: Shape) -> _DiscShape | _PolygonShape:
     if isinstance(shape, Disc):
         return _DiscShape(shape)
-    return _PolygonShape.build(shape)
+    return shape._geometry
 
 
 @dataclass(frozen=True)
