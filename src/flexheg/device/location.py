@@ -102,7 +102,7 @@ def _check_nonce(value: str, what: str) -> str:
 
 @dataclass(frozen=True)
 class LocationChallenge(Statement):
-    """The unsigned request a device sends to a landmark: answer this nonce now."""
+    """The unsigned request a device sends to a landmark, carrying a fresh nonce."""
 
     TYPE = "flexheg.dev/location-challenge/v1"
 
@@ -125,7 +125,7 @@ class LocationChallenge(Statement):
 
 @dataclass(frozen=True)
 class LandmarkResponse(Statement):
-    """A landmark's signed answer to one challenge.
+    """A landmark's signed response to one challenge.
 
     ``processing_us`` is the time the landmark held the challenge before sending this response,
     as a lower bound: the landmark never sends earlier than that after receiving the challenge.
@@ -195,7 +195,7 @@ class LocationProof(Statement):
     """A device's signed record of one landmark round trip and the distance bound it implies.
 
     ``response`` is the landmark's signed response envelope, so that anyone holding the
-    landmark's public key can check that the landmark answered this nonce. ``time`` is the
+    landmark's public key can check that the landmark responded to this nonce. ``time`` is the
     device tick of the measurement. ``distance_bound_m`` always equals
     :func:`distance_bound_m` of the other fields; parsing rejects a proof where it does not.
     """
@@ -527,7 +527,7 @@ def check_landmark_response(
       1. The envelope is signed by the landmark's configured key.
       2. The payload is a well-formed landmark response.
       3. It names this landmark.
-      4. It answers this nonce (a replayed response names an older nonce).
+      4. It names this nonce (a replayed response names an older nonce).
       5. Its time is within ``max_clock_skew_s`` of ``now``.
       6. Its declared processing time is within the landmark's configured bound.
 
@@ -815,6 +815,7 @@ class _PolygonShape:
             following = vertices[(index + 1) % len(vertices)]
             if _angle(vertex, following) < 1e-9:
                 raise InputError(f"polygon vertices {index} and {(index + 1) % len(vertices)} coincide")
+
         total = (sum(v[0] for v in vertices), sum(v[1] for v in vertices), sum(v[2] for v in vertices))
         if _norm(total) < 1e-9:
             raise InputError("polygon vertices are spread around the globe; keep it within a hemisphere")
@@ -825,11 +826,13 @@ class _PolygonShape:
                     f"polygon vertex {index} is more than 80 degrees from the polygon's center; "
                     "split large regions into smaller polygons"
                 )
+
         helper: _Vec = (1.0, 0.0, 0.0) if abs(axis[0]) < 0.9 else (0.0, 1.0, 0.0)
         first = _normalize(_cross(axis, helper))
         second = _cross(axis, first)
         shape = cls(vertices, axis, [], (first, second))
         shape.planar = [shape._project(vertex) for vertex in vertices]
+
         count = len(shape.planar)
         for i in range(count):
             for j in range(i + 1, count):
