@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from json import dumps
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -107,7 +108,9 @@ def build_report(new: LoadedRuleset, old: LoadedRuleset, baseline_rights: list[s
         properties.append(result)
     if not any(check.kind is SuccessionKind.RATCHET for check in report.checks):
         properties.append({**prove_ratchet(old.ruleset, new.ruleset).to_dict(), "required": False})
-    properties.append({**prove_equivalent(old.ruleset, new.ruleset).to_dict(), "required": False})
+    properties.append(
+        {**prove_equivalent(old.ruleset, new.ruleset, labels=("old", "new")).to_dict(), "required": False}
+    )
 
     ok = all(p["verdict"] == "proved" for p in properties if p["required"])
     document: dict[str, Any] = {
@@ -141,7 +144,8 @@ def _render(document: dict[str, Any]) -> Table:
         detail = entry["detail"]
         counterexample = entry.get("counterexample")
         if counterexample:
-            detail += f"\nworkload: {counterexample['workload']}\nother facts: {counterexample['facts']}"
+            detail += f"\nworkload: {dumps(counterexample['workload'])}"
+            detail += f"\nother facts: {dumps(counterexample['facts'])}"
             if counterexample["absent"]:
                 detail += f"\nabsent: {', '.join(counterexample['absent'])}"
         table.add_row(entry["name"], label, detail)

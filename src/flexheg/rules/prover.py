@@ -240,16 +240,24 @@ def prove_baseline_rights(
 
 
 def prove_equivalent(
-    first: Ruleset, second: Ruleset, *, timeout_ms: int = DEFAULT_TIMEOUT_MS
+    first: Ruleset,
+    second: Ruleset,
+    *,
+    labels: tuple[str, str] = ("first", "second"),
+    timeout_ms: int = DEFAULT_TIMEOUT_MS,
 ) -> PropertyResult:
-    """Prove that two rulesets allow exactly the same workloads (the deciding rules may differ)."""
+    """Prove that two rulesets allow exactly the same workloads (the deciding rules may differ).
+
+    ``labels`` name the two rulesets in the counterexample's decisions.
+    """
 
     def build(encoding: Encoding) -> Any:
         return encoding.allowed(first) != encoding.allowed(second)
 
     def confirm(facts: Mapping[str, Value]) -> tuple[bool, dict[str, Decision]]:
-        decisions = {"first": first.decide(facts), "second": second.decide(facts)}
-        return decisions["first"].allowed != decisions["second"].allowed, decisions
+        first_decision, second_decision = first.decide(facts), second.decide(facts)
+        decisions = {labels[0]: first_decision, labels[1]: second_decision}
+        return first_decision.allowed != second_decision.allowed, decisions
 
     with _Z3_LOCK:
         return _search("equivalence", build, encoding_for([first, second]), confirm, timeout_ms)
