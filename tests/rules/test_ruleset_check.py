@@ -42,6 +42,8 @@ def test_toml_pair_all_proved() -> None:
     verdicts = {entry["name"]: entry["verdict"] for entry in document["properties"]}
     assert verdicts["succession ratchet"] == "proved"
     assert verdicts["equivalence"] == "refuted"
+    (equivalence,) = [e for e in document["properties"] if e["name"] == "equivalence"]
+    assert set(equivalence["counterexample"]["decisions"]) == {"old", "new"}
 
 
 def test_toml_pair_refuted_exits_one_with_counterexample() -> None:
