@@ -23,12 +23,13 @@ from flexheg.device import LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.policy import Action
 from flexheg.rules import RulesetUpdate
-from flexheg.rules.prover import check_succession
 from flexheg.wire import load_signing_key, parse_any_statement, sha256_digest
 
 
 def _check_successor(current: Path, update: RulesetUpdate, overrides: list[str]) -> list[str]:
     """Return the violated succession rules, or raise unless each is overridden by name."""
+    from flexheg.rules.prover import check_succession  # noqa: PLC0415 - loads z3 only when needed
+
     _, previous = read_statement(current, RulesetUpdate)
     report = check_succession(previous.ruleset, update.ruleset, new_lifetime=update.lifetime)
     violated = [check.kind.value for check in report.violations]
