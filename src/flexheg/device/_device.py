@@ -277,6 +277,33 @@ class Device:
 
         self._operate(run)
 
+    def prove_location(
+        self, measure: Callable[[SigningKey, LocationPolicy, int], Envelope]
+    ) -> LocationStatus:
+        """Measure a location proof with ``measure`` and keep it; return what the proofs now establish.
+
+        ``measure`` receives the identity key, the agreement's location policy and the device time,
+        talks to a landmark (see :func:`flexheg.location.prove_location`) and returns the signed
+        proof. The device checks the proof before it keeps it.
+        """
+
+        def run(state: DeviceState | None, now: int) -> tuple[DeviceState, LocationStatus]:
+            enabled = processor._check_enabled(state)
+            policy = location_policy(enabled.agreement)
+            if policy is None:
+                raise InputError(
+                    "the agreement configures no landmarks, so the device cannot prove its location"
+                )
+            envelope = measure(self._identity_key(), policy, now)
+            identity = enabled.certificate.statement(DeviceCertificate, what="certificate").identity_key
+            verify_location_proof(envelope, device_key=identity, policy=policy)
+            proofs = (*enabled.location_proofs, envelope)[-MAX_LOCATION_PROOFS:]
+            new_state = dataclasses.replace(enabled, location_proofs=proofs, clock_high_water=now)
+            status = decide_location(proofs, device_key=identity, policy=policy, now=now)
+            return new_state, status
+
+        return self._operate(run)
+
     def sign_with_identity(self, data_to_sign: Callable[[DeviceState, int], Statement]) -> Envelope:
         """Sign a statement that the caller builds from the current state and time."""
 
