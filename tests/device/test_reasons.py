@@ -387,6 +387,17 @@ def test_succession_agreement_max_lifetime(parties: Parties) -> None:
     assert error.actual == f"{91 * DAY} s"
 
 
+def test_succession_issued_in_future(parties: Parties) -> None:
+    """An update dated in the future cannot stay active beyond the agreement's maximum lifetime."""
+    state = parties.state()
+    payload = parties.update(1, issued_at=START + 365 * DAY, lifetime=30 * DAY)
+    with pytest.raises(Rejected) as exc:
+        install(state, payload, parties.approve(payload), START)
+    error = rejected(exc, Reason.SUCCESSION_RULE_VIOLATED)
+    assert error.expected == f"not_after <= {START + 90 * DAY}"
+    assert error.actual == f"not_after {START + 395 * DAY}"
+
+
 def test_device_disabled_after_tamper(parties: Parties, tmp_path: Path) -> None:
     device = parties.provision(tmp_path / "dev", FakeClock())
     device.emulator_tamper("lid")

@@ -8,7 +8,8 @@ step a fresh :class:`Device` reloads the folder, as a restarted process would, a
 * the device is never disabled by a crash (the sealed state is always the old or the new one);
 * ``highest_version`` never decreases and the installed update is always the highest version;
 * device time never goes back, and an update once seen expired is never active again;
-* extensions never add more than the agreement's cap;
+* extensions never add more than the agreement's cap, and no update stays active longer than
+  the agreement's maximum lifetime plus its extensions;
 * metered compute per run only grows, and no run is forgotten.
 """
 
@@ -85,7 +86,7 @@ class DeviceMachine(RuleBasedStateMachine):
         version=st.integers(1, 8),
         approvers=st.sets(st.sampled_from(BLOCS)),
         lifetime=st.sampled_from([3600, DAY, 5 * DAY, 31 * DAY]),
-        issued=st.sampled_from([-2 * DAY, -3600, 0, 3600]),
+        issued=st.sampled_from([-2 * DAY, -3600, 0, 3600, 40 * DAY]),
     )
     def install(self, version: int, approvers: set[str], lifetime: int, issued: int) -> None:
         self._install(version, approvers, lifetime, issued)
@@ -185,6 +186,8 @@ class DeviceMachine(RuleBasedStateMachine):
             if status["mode"] == Mode.ACTIVE.value:
                 assert installed.digest not in self.expired, "an expired update is active again"
                 assert status["time"] < installed.not_after
+                remaining = installed.not_after - status["time"]
+                assert remaining <= PARTIES.max_lifetime + installed.extended_by
             else:
                 assert status["time"] >= installed.not_after
                 self.expired.add(installed.digest)

@@ -217,7 +217,8 @@ def install(
          witnessed checkpoint consistent with the newest one seen (``not-logged``, ``bad-proof``,
          ``witness-quorum-not-met``, ``inconsistent-log``);
       4. its version is above every version ever installed (``rollback``);
-      5. it has not expired (``expired``) and its lifetime is within the agreement's maximum;
+      5. it has not expired (``expired``), and neither its lifetime nor its remaining time from
+         now exceeds the agreement's maximum lifetime (``succession-rule-violated``);
       6. it satisfies the previous update's device-checked succession rules
          (``succession-rule-violated``).
     """
@@ -264,6 +265,16 @@ def install(
             "the update's lifetime exceeds the agreement's maximum lifetime",
             expected=f"lifetime <= {state.agreement.max_lifetime} s",
             actual=f"{update.lifetime} s",
+        )
+    if update.not_after - now > state.agreement.max_lifetime:
+        # An update dated in the future would otherwise stay active for longer than the maximum
+        # lifetime from the moment it is installed.
+        raise Rejected(
+            Reason.SUCCESSION_RULE_VIOLATED,
+            f"version {update.version} is issued in the future and would outlive the agreement's "
+            "maximum lifetime from now",
+            expected=f"not_after <= {now + state.agreement.max_lifetime}",
+            actual=f"not_after {update.not_after}",
         )
 
     # Step 6.
