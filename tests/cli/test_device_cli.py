@@ -208,6 +208,24 @@ def test_rejection_text_shows_expected_and_actual(world: World) -> None:
     assert "actual:   2 votes from bloc-a, bloc-b" in result.stderr
 
 
+def test_workload_denied_exit_1(world: World) -> None:
+    """A workload the rules deny exits 1 with the reason code, the rule and its reason."""
+    ok(*install_args(world))
+    big = workload_file(
+        world, "big", {"kind": "training", "run_id": "r", "flop": "2e25", "cluster_size": 4096}
+    )
+    before = world.state.read_bytes()
+    code, document, _ = run_cli("device", "admit", world.device, big)
+    assert code == 1
+    assert document["ok"] is False
+    assert document["reason_code"] == "workload-denied"
+    assert document["rule"] == "training-cap"
+    assert document["reason"] == "training runs are capped at 1e25 FLOP"
+    assert document["run_flop_total"] == "0"
+    assert world.state.read_bytes() != before
+    assert ok("device", "status", world.device)["counters"]["denied"] == 1
+
+
 def test_rollback_over_cli(world: World) -> None:
     ok(*install_args(world))
     code, document, _ = run_cli(*install_args(world))

@@ -271,6 +271,20 @@ def test_lockdown_without_baseline(tmp_path: Path) -> None:
     assert "locked down" in decision.reason
 
 
+@pytest.mark.parametrize("flop", [-5, True, "100"])
+def test_invalid_flop_rejected(device: Device, flop: object) -> None:
+    """A charge that would lower a run's total, or that is not an integer, leaves the state alone."""
+    device.admit(workload("run-a", 1000))
+    before = device.store.state_path.read_bytes()
+    with pytest.raises(InputError, match=r"workload\.flop"):
+        device.admit({**workload("run-a"), "workload.flop": flop})
+    assert device.store.state_path.read_bytes() == before
+    with pytest.raises(InputError, match="must not be negative"):
+        device.meter("run-a", -1)
+    assert device.store.state_path.read_bytes() == before
+    assert device.status()["runs"] == {"run-a": "1000"}
+
+
 # Power log and evidence.
 
 

@@ -430,9 +430,13 @@ def admit(
     """
     state = _check_enabled(state)
     run_id = str(facts["workload.run_id"])
+    flop = facts["workload.flop"]
+    if not isinstance(flop, int) or isinstance(flop, bool) or flop < 0:
+        # A negative charge would lower the run's total, and the sealed state could not store it.
+        raise InputError(f"workload.flop must be a non-negative integer, got {flop!r}")
     account = state.runs.get(run_id)
     used = account.flop_used if account is not None else 0
-    flop_total = used + int(facts["workload.flop"])
+    flop_total = used + flop
     decision, mode = _decide(state, {**facts, "run.flop_total": flop_total}, now, extra_facts or {})
     runs = dict(state.runs)
     if decision.allowed:
