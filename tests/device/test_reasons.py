@@ -349,6 +349,20 @@ def test_succession_max_lifetime(parties: Parties) -> None:
     assert error.actual == f"{11 * DAY} s"
 
 
+def test_succession_max_lifetime_counts_from_now(parties: Parties) -> None:
+    """A successor dated in the future cannot stay active past the predecessor's lifetime limit."""
+    rules = {**CAPPED, "succession": [{"kind": "max-lifetime", "seconds": 10 * DAY}]}
+    state = parties.state()
+    v1 = parties.update(1, rules=rules)
+    state, _ = install(state, v1, parties.approve(v1), START)
+    v2 = parties.update(2, issued_at=START + 5 * DAY, lifetime=10 * DAY)
+    with pytest.raises(Rejected) as exc:
+        install(state, v2, parties.approve(v2), START)
+    error = rejected(exc, Reason.SUCCESSION_RULE_VIOLATED)
+    assert error.expected == f"lifetime <= {10 * DAY} s"
+    assert error.actual == f"{15 * DAY} s"
+
+
 def test_succession_keep_rule(parties: Parties) -> None:
     rules = {**CAPPED, "succession": [{"kind": "keep-rule", "rule": "training-cap"}]}
     state = parties.state()

@@ -161,19 +161,21 @@ def _check_logged(
     return newest.to_bytes().decode("utf-8")
 
 
-def check_succession(previous: RulesetUpdate, update: RulesetUpdate) -> None:
+def check_succession(previous: RulesetUpdate, update: RulesetUpdate, *, now: int | None = None) -> None:
     """Check the succession rules of ``previous`` that are cheap enough for the device.
 
-    Ratchet and baseline-rights rules need a prover; approvers check them before signing, so they
-    are not checked here.
+    With ``now``, a max-lifetime rule also bounds the time from ``now`` to the update's expiry, so
+    that an update dated in the future cannot outlive it. Ratchet and baseline-rights rules need a
+    prover; approvers check them before signing, so they are not checked here.
     """
+    lifetime = update.lifetime if now is None else max(update.lifetime, update.not_after - now)
     for rule in previous.ruleset.succession:
-        if rule.kind is SuccessionKind.MAX_LIFETIME and update.lifetime > rule.seconds:
+        if rule.kind is SuccessionKind.MAX_LIFETIME and lifetime > rule.seconds:
             raise Rejected(
                 Reason.SUCCESSION_RULE_VIOLATED,
                 f"version {previous.version} limits successors' lifetime",
                 expected=f"lifetime <= {rule.seconds} s",
-                actual=f"{update.lifetime} s",
+                actual=f"{lifetime} s",
             )
         if rule.kind is SuccessionKind.KEEP_RULE:
             kept = previous.ruleset.rule(rule.rule)
@@ -279,7 +281,7 @@ def install(
 
     # Step 6.
     if state.installed is not None:
-        check_succession(state.installed.update, update)
+        check_succession(state.installed.update, update, now=now)
 
     installed = Installed(payload, update, digest, update.not_after)
     new_state = dataclasses.replace(
