@@ -20,12 +20,13 @@ from typing import Any
 
 from flexheg.attest import EvidenceBundle, appraise
 from flexheg.authority import sign_approval
+from flexheg.cli._located_treaty import run_location_chapter
 from flexheg.cli._logged_treaty import LoggedTreaty, run_double_signing
-from flexheg.device import Agreement, AgreementKind, Device, LifetimeExtension
+from flexheg.device import Agreement, AgreementKind, Device, DeviceCertificate, LifetimeExtension
 from flexheg.errors import Rejected
 from flexheg.policy import Action, Approver, ApproverKey, Policy
 from flexheg.rules import RulesetUpdate, load_rules_file
-from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest, write_key_pair
+from flexheg.wire import Envelope, PublicKey, SigningKey, parse_statement, sha256_digest, write_key_pair
 
 DAY = 86400
 BLOCS = ("bloc-a", "bloc-b", "bloc-c")
@@ -120,6 +121,7 @@ class Treaty:
         self.keys: dict[str, SigningKey] = {}
         self.devices: dict[str, Device] = {}
         self.serials: dict[str, int] = dict.fromkeys(BLOCS, 0)
+        self.identity_keys: dict[str, PublicKey] = {}
 
     # Setup.
 
@@ -170,6 +172,10 @@ class Treaty:
                     device_id=device_id,
                     host_clock=self._host_clock,
                 )
+                certificate = self.devices[device_id].certificate()
+                self.identity_keys[device_id] = certificate.statement(
+                    DeviceCertificate, what="certificate"
+                ).identity_key
 
     def _host_clock(self) -> float:
         return time.time() + self.world_offset
@@ -235,7 +241,25 @@ class Treaty:
         self.tamper()
         self.verify_evidence()
         self.double_signing()
+        self.location_and_registry()
         return self.report
+
+    def location_and_registry(self) -> None:
+        self.progress("a region-locked device proves its location, then is moved in secret")
+
+        def advance(seconds: int) -> None:
+            self.world_offset += seconds
+
+        run_location_chapter(
+            self.folder / "located-treaty",
+            keys=self.keys,
+            blocs=BLOCS,
+            manufacturer=self.keys["manufacturer"],
+            host_clock=self._host_clock,
+            advance=advance,
+            check=self.check,
+            identity_keys=self.identity_keys,
+        )
 
     def double_signing(self) -> None:
         self.progress("a second treaty with a transparency log: bloc-c tries to double sign")
