@@ -5,6 +5,7 @@ approval subsets, lifetimes), extensions, admissions, metering, clock moves (for
 emulator, and the host clock moved back) and crashes in the middle of a state write. After every
 step a fresh :class:`Device` reloads the folder, as a restarted process would, and checks:
 
+* a rejected install or extension leaves ``state.json`` byte-identical;
 * the device is never disabled by a crash (the sealed state is always the old or the new one);
 * ``highest_version`` never decreases and the installed update is always the highest version;
 * device time never goes back, and an update once seen expired is never active again;
@@ -76,9 +77,11 @@ class DeviceMachine(RuleBasedStateMachine):
         payload = PARTIES.update(version, issued_at=self.time + issued, lifetime=lifetime)
         self.updates.append(payload)
         approvals = PARTIES.approve(payload, Action.INSTALL, sorted(approvers))
+        before = self.device.store.state_path.read_bytes()
         try:
             result = self.device.install(payload, approvals)
         except Rejected:
+            assert self.device.store.state_path.read_bytes() == before
             return
         assert result.version > self.highest_version
 
@@ -97,10 +100,11 @@ class DeviceMachine(RuleBasedStateMachine):
         update = self.updates[which % len(self.updates)]
         payload = PARTIES.extension(update, serial=serial, add=add)
         approvals = PARTIES.approve(payload, Action.EXTEND, sorted(approvers))
+        before = self.device.store.state_path.read_bytes()
         try:
             self.device.extend(payload, approvals)
         except Rejected:
-            return
+            assert self.device.store.state_path.read_bytes() == before
 
     @rule(
         serial=st.integers(1, 6),
