@@ -134,7 +134,8 @@ def test_bad_signature_evidence_for_other_device() -> None:
     assert exc.value.actual == "dev-2"
 
 
-def test_wrong_agreement_certificate() -> None:
+def test_unknown_signer_other_agreement() -> None:
+    """An agreement with other manufacturer keys does not vouch for this certificate."""
     other = Parties()
     with pytest.raises(Rejected) as exc:
         appraise(bundle(), agreement_payload=other.agreement_payload, nonce=NONCE, now=START)

@@ -71,7 +71,7 @@ class DeviceMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    # Operations. A rejection is a legitimate outcome; the invariants judge the state.
+    # Operations. A rejection is a legitimate outcome, because the invariants judge the state.
 
     def _install(self, version: int, approvers: set[str], lifetime: int, issued: int) -> None:
         payload = PARTIES.update(version, issued_at=self.time + issued, lifetime=lifetime)
@@ -94,10 +94,10 @@ class DeviceMachine(RuleBasedStateMachine):
     def install(self, version: int, approvers: set[str], lifetime: int, issued: int) -> None:
         self._install(version, approvers, lifetime, issued)
 
-    def _extend(self, serial: int, add: int, approvers: set[str], which: int) -> None:
+    def _extend(self, serial: int, add: int, approvers: set[str], index: int) -> None:
         if not self.updates:
             return
-        update = self.updates[which % len(self.updates)]
+        update = self.updates[index % len(self.updates)]
         payload = PARTIES.extension(update, serial=serial, add=add)
         approvals = PARTIES.approve(payload, Action.EXTEND, sorted(approvers))
         before = self.device.store.state_path.read_bytes()
@@ -110,10 +110,10 @@ class DeviceMachine(RuleBasedStateMachine):
         serial=st.integers(1, 6),
         add=st.sampled_from([0, 3600, DAY, 6 * DAY, 11 * DAY]),
         approvers=st.sets(st.sampled_from(BLOCS)),
-        which=st.integers(0, 20),
+        age=st.integers(0, 20),
     )
-    def extend(self, serial: int, add: int, approvers: set[str], which: int) -> None:
-        self._extend(serial, add, approvers, -1 - which)
+    def extend(self, serial: int, add: int, approvers: set[str], age: int) -> None:
+        self._extend(serial, add, approvers, -1 - age)
 
     @rule(run_id=st.sampled_from(RUN_IDS), flop=st.integers(0, 700_000))
     def admit(self, run_id: str, flop: int) -> None:
