@@ -343,6 +343,31 @@ def test_public_key_as_manufacturer_key(world: World) -> None:
     assert not folder.exists()
 
 
+def test_pretty_printed_agreement_at_provision(world: World) -> None:
+    pretty = world.root / "pretty-agreement.json"
+    pretty.write_text(json.dumps(json.loads(world.agreement.read_bytes()), indent=2))
+    folder = world.root / "dev2"
+    code, document, _ = run_cli(
+        "device", "provision", folder, "--agreement", pretty,
+        "--manufacturer-key", world.key("manufacturer"), "--device-id", "dev-2",
+    )  # fmt: skip
+    assert code == 2
+    assert str(pretty) in document["message"]
+    assert "canonical" in document["message"]
+    assert not folder.exists()
+
+
+def test_truncated_agreement_at_verify(world: World) -> None:
+    evidence = world.root / "evidence.json"
+    ok("device", "attest", world.device, "--nonce", "ab", "--out", evidence)
+    truncated = world.root / "truncated-agreement.json"
+    truncated.write_bytes(world.agreement.read_bytes()[:-10])
+    code, document, _ = run_cli("verify", "evidence", evidence, "--agreement", truncated, "--nonce", "ab")
+    assert code == 2
+    assert str(truncated) in document["message"]
+    assert "truncated" in document["message"]
+
+
 def test_usage_error_exit_2(world: World) -> None:
     from flexheg.cli import app  # noqa: PLC0415
 

@@ -224,6 +224,33 @@ def test_process_killed_during_installs(parties: Parties, tmp_path: Path) -> Non
     assert confirmed > 0
 
 
+def test_concurrent_admissions_lose_no_compute(parties: Parties, tmp_path: Path) -> None:
+    """Device objects in four threads share one folder; the folder lock serializes them."""
+    import threading  # noqa: PLC0415
+
+    device = parties.provision(tmp_path / "dev", FakeClock())
+    errors: list[BaseException] = []
+
+    def charge() -> None:
+        try:
+            own = Device(device.folder, host_clock=FakeClock())
+            for _ in range(10):
+                own.admit(workload("shared-run", 1000))
+        except BaseException as exc:  # reported by the assert below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=charge) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    status = device.status()
+    assert status["runs"] == {"shared-run": "40000"}
+    assert status["counters"]["admitted"] == 40
+
+
 # The device clock.
 
 

@@ -10,7 +10,7 @@ import typer
 from flexheg.attest import EvidenceBundle
 from flexheg.cli._files import read_bytes, read_envelope, read_json, read_statement, write_json
 from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
-from flexheg.device import Device, LifetimeExtension
+from flexheg.device import Agreement, Device, LifetimeExtension
 from flexheg.errors import Reason, Rejected
 from flexheg.rules import RulesetUpdate, parse_workload
 from flexheg.wire import load_signing_key
@@ -38,9 +38,10 @@ def provision(
     json: JsonOption = False,
 ) -> None:
     """Assemble a device: write the agreement, create and certify its identity key."""
+    agreement_payload, _ = read_statement(agreement, Agreement)
     device = Device.provision(
         folder,
-        agreement_payload=read_bytes(agreement, what="agreement"),
+        agreement_payload=agreement_payload,
         manufacturer_key=load_signing_key(manufacturer_key),
         device_id=device_id,
         model=model,

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from flexheg.attest import EvidenceBundle, appraise
-from flexheg.cli._files import read_bytes
+from flexheg.cli._files import read_bytes, read_statement
 from flexheg.cli._output import JsonOption, emit, handle_errors
 from flexheg.cli.verify_equivocation import equivocation
 from flexheg.cli.verify_model import model
+from flexheg.device import Agreement
 from flexheg.wire import parse_time
 
 app = typer.Typer(no_args_is_help=True)
@@ -34,9 +35,10 @@ def evidence(
 ) -> None:
     """Appraise device evidence against the manufacturer keys and the agreement."""
     bundle = EvidenceBundle.from_json(read_bytes(path, what="evidence"), what=str(path))
+    agreement_payload, _ = read_statement(agreement, Agreement)
     result = appraise(
         bundle,
-        agreement_payload=read_bytes(agreement, what="agreement"),
+        agreement_payload=agreement_payload,
         nonce=nonce,
         now=parse_time(at) if at else int(time.time()),
         max_age=max_age,
