@@ -1,6 +1,6 @@
 """A simulator of the parties around a guarantee processor, for attack tests.
 
-:class:`Parties` holds real Ed25519 keys for the approver blocs, a manufacturer and a forger,
+:class:`Parties` contains real Ed25519 keys for the approver blocs, a manufacturer and a forger,
 writes the agreement they signed up to, and builds the statements they exchange with devices:
 ruleset updates, lifetime extensions and approvals. Tests drive devices through the real
 interfaces (the pure processor, :class:`flexheg.device.Device` on real folders and the
