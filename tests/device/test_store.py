@@ -112,6 +112,22 @@ def test_tamper_sensor_is_permanent(parties: Parties, device: Device) -> None:
         assert exc.value.reason is Reason.DEVICE_DISABLED
 
 
+def test_deleting_disabled_record_keeps_device_disabled(device: Device) -> None:
+    device.emulator_tamper("lid")
+    (device.folder / "DISABLED").unlink()
+    restarted = Device(device.folder, host_clock=FakeClock())
+    status = restarted.status()
+    assert status["disabled"] is True
+    assert "sealing key is missing" in status["reason"]
+
+
+def test_state_from_other_device_is_tampering(parties: Parties, device: Device, tmp_path: Path) -> None:
+    """A sealed state copied from another device fails the MAC under this device's sealing key."""
+    other = parties.provision(tmp_path / "other", FakeClock(), device_id="dev-2")
+    device.store.state_path.write_bytes(other.store.state_path.read_bytes())
+    assert_disabled(device, "does not match its MAC")
+
+
 def test_not_a_device_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="not a device folder"):
