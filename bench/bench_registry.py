@@ -207,14 +207,18 @@ def _flexheg(*args: str) -> str:
 
 
 @contextlib.contextmanager
-def serve(url: str) -> Iterator[tuple[str, str]]:
-    """Start ``flexheg serve`` on a free loopback port; yield its base URL and an IB token."""
+def serve(url: str, log_path: Path) -> Iterator[tuple[str, str]]:
+    """Start ``flexheg serve`` on a free loopback port; yield its base URL and an IB token.
+
+    The server's log goes to ``log_path``: a pipe that nobody reads would fill up and block it.
+    """
     token = _flexheg("registry", "token", "issue", "bench-ib", "--role", "international-body",
                      "--db", url)
     port = _free_port()
+    log = log_path.open("w")
     process = subprocess.Popen(
         [sys.executable, "-m", "flexheg.cli", "-v", "serve", "--db", url, "--host", "127.0.0.1",
-         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+         "--port", str(port)], stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -223,7 +227,7 @@ def serve(url: str) -> Iterator[tuple[str, str]]:
                 if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
                     break
             if process.poll() is not None:
-                raise RuntimeError(f"flexheg serve exited: {process.stderr.read() if process.stderr else ''}")
+                raise RuntimeError(f"flexheg serve exited: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
         else:
             raise RuntimeError("flexheg serve did not respond to /v1/health within 60 s")
@@ -234,12 +238,13 @@ def serve(url: str) -> Iterator[tuple[str, str]]:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
 
 
-def run_load(url: str, writers: int, per_writer: int, time_limit: float) -> dict[str, Any]:
+def run_load(url: str, writers: int, per_writer: int, time_limit: float, log_path: Path) -> dict[str, Any]:
     """Run ``writers`` threads, each registering ``per_writer`` devices and recording as many
     attestations of one shared device; return what was acknowledged and what was stored."""
-    with serve(url) as (base, token):
+    with serve(url, log_path) as (base, token):
         headers = {"Authorization": f"Bearer {token}"}
         client = httpx.Client(base_url=base, headers=headers, timeout=30)
         site = {"id": "dc-load", "kind": "data-center", "owner": "acme", "latitude": 1.0,
@@ -349,10 +354,11 @@ def main() -> None:
     try:
         if args.backend == "sqlite":
             result = run_load(f"sqlite:///{work / 'registry.db'}", args.writers, args.per_writer,
-                              args.time_limit)
+                              args.time_limit, work / "server.log")
         else:
             with postgres_database() as url:
-                result = run_load(url, args.writers, args.per_writer, args.time_limit)
+                result = run_load(url, args.writers, args.per_writer, args.time_limit,
+                                  work / "server.log")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))
