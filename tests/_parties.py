@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,16 @@ class _Runner(CliRunner):
         **extra: Any,
     ) -> Result:
         command = _click_command()
-        with mock.patch("typer.testing._get_command", return_value=command):
-            return super().invoke(app, args, input, env, catch_exceptions, color, **extra)
+        # The root callback binds a log handler to this invocation's stderr; restore the old
+        # handlers so that later tests never log to a closed stream.
+        package_logger = logging.getLogger("flexheg")
+        handlers, level = package_logger.handlers[:], package_logger.level
+        try:
+            with mock.patch("typer.testing._get_command", return_value=command):
+                return super().invoke(app, args, input, env, catch_exceptions, color, **extra)
+        finally:
+            package_logger.handlers[:] = handlers
+            package_logger.setLevel(level)
 
 
 def cli() -> CliRunner:
