@@ -105,6 +105,14 @@ def test_import_rejects_bad_header(registry: Registry, header: str, message: str
         registry.import_census(_csv(header=header), actor="ib", now=NOW)
 
 
+@pytest.mark.parametrize("weight", ["\u00b2", "1.5", "-1", "0", "101"])
+def test_parse_row_rejects_bad_weight(weight: str) -> None:
+    row = {"kind": "chip", "id": "c-1", "owner": "acme", "latitude": "1", "longitude": "2",
+           "region": "SG", "risk_weight": weight}
+    with pytest.raises(InputError, match="risk weight"):
+        _parse_row(row, import_id=1, now=NOW)
+
+
 def test_import_rejects_empty_and_ragged(registry: Registry, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no rows"):
         registry.import_census(_csv(), actor="ib", now=NOW)

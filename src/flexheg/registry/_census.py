@@ -82,7 +82,7 @@ def _parse_row(row: dict[str, str], *, import_id: int, now: int) -> dict[str, An
         _float(row["latitude"], "latitude"), _float(row["longitude"], "longitude")
     )
     weight_text = (row.get("risk_weight") or "").strip() or "1"
-    if not weight_text.isdigit():
+    if not (weight_text.isascii() and weight_text.isdigit()):
         raise InputError(f"risk weight {weight_text!r} is not an integer")
     key_text = (row.get("identity_key") or "").strip()
     site_text = (row.get("site_id") or "").strip()
