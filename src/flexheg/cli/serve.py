@@ -34,7 +34,8 @@ def command(
     license_validity: Annotated[str, typer.Option(help="Validity of issued licenses.")] = "30d",
     translog_dir: Annotated[Path | None, typer.Option(
         help="Serve the transparency log in this folder (made by 'flexheg log init') under /v1/log.")] = None,
-    translog_name: Annotated[str | None, typer.Option(help="The log's key name (origin).")] = None,
+    translog_name: Annotated[str | None, typer.Option(
+        help="The log's key name (origin); read from the log folder by default.")] = None,
     workers_threads: Annotated[int, typer.Option(
         "--threads", help="Threads that serve blocking requests.")] = 40,
 ) -> None:
@@ -45,6 +46,9 @@ def command(
     from flexheg.server import ServerConfig, TranslogOptions, create_app
     from flexheg.wire import check_digest, load_signing_key, parse_duration
 
+    # A service logs its start, stop and caught errors, so INFO is the least it shows.
+    if logging.getLogger("flexheg").getEffectiveLevel() > logging.INFO:
+        configure_logging(1)
     keys = {}
     for item in license_key or []:
         state, sep, path = item.partition("=")
@@ -54,7 +58,15 @@ def command(
     translog = None
     if translog_dir is not None:
         if translog_name is None:
-            raise InputError("--translog-dir needs --translog-name, the log's key name")
+            # 'flexheg log init' writes the log's name next to its key.
+            name_file = translog_dir / "name"
+            try:
+                translog_name = name_file.read_text(encoding="utf-8").strip()
+            except OSError:
+                raise InputError(
+                    f"{name_file}: cannot read the log's name; pass --translog-name or a folder "
+                    "made by 'flexheg log init'"
+                ) from None
         translog = TranslogOptions(translog_dir / "log.sqlite", translog_dir / "log-key.pem",
                                    translog_name)
     config = ServerConfig(
@@ -71,9 +83,6 @@ def command(
         thread_limit=workers_threads,
     )
     app = create_app(config)
-    # A service logs its start, stop and caught errors, so INFO is the least it shows.
-    if logging.getLogger("flexheg").getEffectiveLevel() > logging.INFO:
-        configure_logging(1)
     logger.info("serving on http://%s:%d", host, port)
     # log_config=None keeps the logging that the flexheg CLI configured.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
