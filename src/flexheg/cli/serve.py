@@ -36,7 +36,7 @@ def command(
         help="Serve the transparency log in this folder (made by 'flexheg log init') under /v1/log.")] = None,
     translog_name: Annotated[str | None, typer.Option(
         help="The log's key name (origin); read from the log folder by default.")] = None,
-    workers_threads: Annotated[int, typer.Option(
+    threads: Annotated[int, typer.Option(
         "--threads", help="Threads that serve blocking requests.")] = 40,
 ) -> None:
     """Serve the registry API over HTTP until interrupted."""
@@ -80,7 +80,7 @@ def command(
         license_keys=keys,
         agreement_digest=None if agreement is None else check_digest(agreement, what="--agreement"),
         translog=translog,
-        thread_limit=workers_threads,
+        thread_limit=threads,
     )
     app = create_app(config)
     logger.info("serving on http://%s:%d", host, port)
