@@ -119,7 +119,7 @@ def bench_install(rules: int, approvers: int) -> None:
 
 def bench_admit(rules: int) -> None:
     ruleset = _ruleset(rules)
-    facts = {
+    facts: dict[str, int | str] = {
         "workload.kind": "training",
         "workload.run_id": "r",
         "workload.flop": 10**23,
@@ -132,10 +132,12 @@ def bench_admit(rules: int) -> None:
 
     def handwritten() -> bool:
         training = facts["workload.kind"] == "training"
+        cluster_size = int(facts["workload.cluster_size"])
+        flop_total = int(facts["run.flop_total"])
         for cluster, flop in bounds:
-            if training and facts["workload.cluster_size"] > cluster and facts["run.flop_total"] > flop:
+            if training and cluster_size > cluster and flop_total > flop:
                 return False
-        return facts["workload.cluster_size"] <= 100000  # type: ignore[operator]
+        return cluster_size <= 100000
 
     decide_s = _median_seconds(lambda: ruleset.decide(facts), repeat=25, number=2000)
     slow_s = _median_seconds(lambda: ruleset.decide_slow(facts), repeat=25, number=2000)

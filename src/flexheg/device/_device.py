@@ -79,8 +79,7 @@ class Device:
             clock_high_water=now,
         )
         state = processor.power_event(state, "power-on", now)
-        device.store.create(state.to_dict())
-        device.store.write_key(IDENTITY_FILE, identity.private_pem())
+        device.store.create(state.to_dict(), identity.private_pem())
         logger.info("provisioned device %s in %s", device_id, folder)
         return device
 
@@ -230,6 +229,11 @@ class Device:
         """Move the device clock forward by ``seconds``; return the new device time."""
         if seconds < 0:
             raise InputError(f"cannot move the device clock back ({seconds} s); it only moves forward")
+        if seconds > MAX_CLOCK_ADVANCE:
+            raise InputError(
+                f"cannot move the device clock forward by {seconds} s; the maximum is {MAX_CLOCK_ADVANCE} s "
+                "(100 years)"
+            )
 
         def run(state: DeviceState | None, now: int) -> tuple[DeviceState, int]:
             enabled = processor._check_enabled(state)
@@ -330,6 +334,7 @@ class Device:
 
 
 MAX_LOCATION_PROOFS = 16
+MAX_CLOCK_ADVANCE = 100 * 365 * 86400
 
 
 def location_policy(agreement: Agreement) -> LocationPolicy | None:

@@ -121,11 +121,16 @@ class SealedStore:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
-    def create(self, state: dict[str, Any]) -> None:
-        """Create a new device folder with a fresh sealing key and the first state."""
+    def create(self, state: dict[str, Any], identity_pem: bytes) -> None:
+        """Create a new device folder: identity key, fresh sealing key, then the first state.
+
+        ``state.json`` is written last, so a crash during provisioning never leaves a state
+        without the keys it needs.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.is_device_folder():
             raise InputError(f"{self.folder}: already holds a device; choose an empty folder")
+        write_atomic(self.folder / IDENTITY_FILE, identity_pem)
         write_atomic(self.folder / SEAL_KEY_FILE, secrets.token_bytes(32).hex().encode("ascii"))
         self.save(state)
 
