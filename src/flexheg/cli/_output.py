@@ -85,7 +85,7 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Write to whatever ``sys.stderr`` is at the time of each record, not at configuration."""
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
