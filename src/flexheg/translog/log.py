@@ -8,15 +8,17 @@ Invariants:
   client can retry an append whose acknowledgement it lost.
 * The log never rewrites an entry. A checkpoint is signed only over stored entries.
 
-One process writes a log at a time; a second writer fails on the primary key of the next index.
+One process writes a log at a time; a second writer fails on the primary key of the next chunk.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from typing import overload
 
 from flexheg.errors import InputError
 from flexheg.translog.storage import LogStorage, StoredEntry
@@ -36,6 +38,7 @@ from flexheg.wire.merkle import (
     hash_ranges,
     inclusion_ranges,
     leaf_hash,
+    leaf_hashes,
     range_nodes,
 )
 
@@ -45,12 +48,36 @@ MAX_ENTRY_SIZE = 1 << 20
 """Largest entry in bytes that the log accepts."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Appended:
     """The index of an appended entry and whether it was already in the log."""
 
     index: int
     duplicate: bool
+
+
+class _NewEntries(Sequence[Appended]):
+    """The results of a batch of new entries ``[first, first + count)``, made on access."""
+
+    def __init__(self, first: int, count: int) -> None:
+        self._indices = range(first, first + count)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    @overload
+    def __getitem__(self, position: int) -> Appended: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[Appended]: ...
+
+    def __getitem__(self, position: int | slice) -> Appended | list[Appended]:
+        if isinstance(position, slice):
+            return [Appended(index, duplicate=False) for index in self._indices[position]]
+        return Appended(self._indices[position], duplicate=False)
+
+    def __iter__(self) -> Iterator[Appended]:
+        return map(Appended, self._indices, repeat(False))
 
 
 class TransparencyLog:
@@ -105,7 +132,7 @@ class TransparencyLog:
 
     # Writing.
 
-    def append(self, entries: Sequence[bytes]) -> list[Appended]:
+    def append(self, entries: Sequence[bytes]) -> Sequence[Appended]:
         """Append entries durably; return each one's index. Duplicates keep their first index."""
         for position, entry in enumerate(entries):
             if len(entry) > MAX_ENTRY_SIZE:
@@ -113,32 +140,48 @@ class TransparencyLog:
                     f"entry {position} is {len(entry)} bytes; the limit is {MAX_ENTRY_SIZE}"
                 )
         with self._lock:
-            hashes = [leaf_hash(entry) for entry in entries]
+            hashes = leaf_hashes(entries)
             stored = self._storage.find_many(hashes)
-            results: list[Appended] = []
-            new: list[StoredEntry] = []
-            batch_index: dict[bytes, int] = {}
-            compact = CompactRange(self._compact.size, self._compact.hashes())
-            nodes: list[tuple[NodeId, bytes]] = []
-            for entry, hashed in zip(entries, hashes, strict=True):
-                existing = batch_index.get(hashed)
-                if existing is None:
-                    existing = next(
-                        (s.index for s in stored.get(hashed, ()) if s.data == entry), None
-                    )
-                if existing is not None:
-                    results.append(Appended(existing, duplicate=True))
-                    continue
-                index = compact.size
-                nodes.extend(compact.append(hashed))
-                new.append(StoredEntry(index, hashed, entry))
-                batch_index[hashed] = index
-                results.append(Appended(index, duplicate=False))
-            self._storage.append(new, nodes)
+            first = self._compact.size
+            if not stored and len(set(hashes)) == len(hashes):
+                new_entries, new_hashes = entries, hashes
+                results: Sequence[Appended] = _NewEntries(first, len(entries))
+            else:
+                new_entries, new_hashes, results = self._split_duplicates(entries, hashes, stored)
+            compact = self._compact.copy()
+            nodes = compact.extend(new_hashes, min_level=self._storage.node_min_level)
+            self._storage.append(first, new_entries, new_hashes, nodes)
             self._compact = compact
-        if new:
-            logger.debug("appended %d entries to %s; size %d", len(new), self.origin, compact.size)
+        if new_entries:
+            logger.debug(
+                "appended %d entries to %s; size %d", len(new_entries), self.origin, compact.size
+            )
         return results
+
+    def _split_duplicates(
+        self,
+        entries: Sequence[bytes],
+        hashes: Sequence[bytes],
+        stored: Mapping[bytes, Sequence[StoredEntry]],
+    ) -> tuple[list[bytes], list[bytes], list[Appended]]:
+        """Give each entry its index, the first one for repeated bytes; return the new ones."""
+        new_entries: list[bytes] = []
+        new_hashes: list[bytes] = []
+        results: list[Appended] = []
+        batch_index: dict[bytes, int] = {}
+        for entry, hashed in zip(entries, hashes, strict=True):
+            existing = batch_index.get(hashed)
+            if existing is None:
+                existing = next((s.index for s in stored.get(hashed, ()) if s.data == entry), None)
+            if existing is not None:
+                results.append(Appended(existing, duplicate=True))
+                continue
+            index = self._compact.size + len(new_entries)
+            new_entries.append(entry)
+            new_hashes.append(hashed)
+            batch_index[hashed] = index
+            results.append(Appended(index, duplicate=False))
+        return new_entries, new_hashes, results
 
     def _find_stored(self, hashed: bytes, entry: bytes) -> int | None:
         index = self._storage.find(hashed)

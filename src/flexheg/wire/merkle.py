@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import repeat
 
 from flexheg.errors import Reason, Rejected
 
@@ -41,6 +42,19 @@ def leaf_hash(entry: bytes) -> bytes:
 def node_hash(left: bytes, right: bytes) -> bytes:
     """Return the RFC 9162 hash of an interior node from its two children's hashes."""
     return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def leaf_hashes(entries: Iterable[bytes]) -> list[bytes]:
+    """Return the RFC 9162 leaf hash of each entry; the same as :func:`leaf_hash`, in one loop."""
+    sha256 = hashlib.sha256
+    return [sha256(b"\x00" + entry).digest() for entry in entries]
+
+
+def _parent_hashes(row: Sequence[bytes]) -> list[bytes]:
+    """Hash the pairs ``row[0], row[1]``, ``row[2], row[3]``, ...; an odd last hash is left out."""
+    sha256 = hashlib.sha256
+    pairs = iter(row)
+    return [sha256(b"\x01" + left + right).digest() for left, right in zip(pairs, pairs, strict=False)]
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -82,6 +96,9 @@ class CompactRange:
     def hashes(self) -> list[bytes]:
         return list(self._hashes)
 
+    def copy(self) -> CompactRange:
+        return CompactRange(self._size, self._hashes)
+
     def append(self, leaf: bytes) -> list[tuple[NodeId, bytes]]:
         """Append one leaf hash; return the perfect subtrees it completes, the leaf first."""
         completed: list[tuple[NodeId, bytes]] = [((0, self._size), leaf)]
@@ -98,6 +115,35 @@ class CompactRange:
             index >>= 1
             completed.append(((level, index), merged))
         self._size += 1
+        return completed
+
+    def extend(self, leaves: Sequence[bytes], *, min_level: int = 0) -> list[tuple[NodeId, bytes]]:
+        """Append leaf hashes; return the perfect subtrees they complete at ``min_level`` or above.
+
+        The result equals appending the leaves one by one with :meth:`append` and keeping the
+        subtrees at ``min_level`` or above, but the hashing runs level by level in list
+        comprehensions, which is several times faster for large batches. The subtrees come
+        ordered by level, then by index.
+        """
+        edge = dict(zip(self._levels, self._hashes, strict=True))
+        completed: list[tuple[NodeId, bytes]] = []
+        level = 0
+        first = self._size
+        current = list(leaves)
+        while current:
+            if level >= min_level:
+                ids = zip(repeat(level), range(first, first + len(current)), strict=False)
+                completed.extend(zip(ids, current, strict=True))
+            # An odd first index means the new nodes' left sibling is the edge node at this level.
+            row = [edge.pop(level), *current] if first & 1 else current
+            if len(row) & 1:
+                edge[level] = row[-1]
+            current = _parent_hashes(row)
+            first >>= 1
+            level += 1
+        self._size += len(leaves)
+        self._levels = sorted(edge, reverse=True)
+        self._hashes = [edge[edge_level] for edge_level in self._levels]
         return completed
 
     def root(self) -> bytes:
