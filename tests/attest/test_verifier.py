@@ -125,13 +125,24 @@ def test_bad_signature_evidence_bit_flip() -> None:
     assert exc.value.reason is Reason.BAD_SIGNATURE
 
 
-def test_bad_signature_evidence_for_other_device() -> None:
+def test_wrong_device_evidence_names_other_device() -> None:
     """Evidence from dev-2, paired with dev-1's certificate and signed by dev-1's key."""
     with pytest.raises(Rejected) as exc:
         appraise_at(bundle(device_id="dev-2", certificate=PARTIES.certificate("dev-1", IDENTITY)))
-    assert exc.value.reason is Reason.BAD_SIGNATURE
+    assert exc.value.reason is Reason.WRONG_DEVICE
     assert exc.value.expected == "dev-1"
     assert exc.value.actual == "dev-2"
+
+
+def test_wrong_device_not_the_one_asked() -> None:
+    """Valid evidence from dev-1 is rejected when the verifier asked another device."""
+    with pytest.raises(Rejected) as exc:
+        appraise(
+            bundle(), agreement_payload=PARTIES.agreement_payload, nonce=NONCE, now=START, device_id="dev-9"
+        )
+    assert exc.value.reason is Reason.WRONG_DEVICE
+    assert exc.value.expected == "dev-9"
+    assert exc.value.actual == "dev-1"
 
 
 def test_unknown_signer_other_agreement() -> None:

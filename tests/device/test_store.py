@@ -75,7 +75,7 @@ def test_deleted_seal_key_is_tampering(device: Device) -> None:
 
 def test_deleted_state_is_tampering(device: Device) -> None:
     device.store.state_path.unlink()
-    assert_disabled(device, "unreadable")
+    assert_disabled(device, "missing")
 
 
 def test_truncated_state_is_tampering(device: Device) -> None:
@@ -84,14 +84,25 @@ def test_truncated_state_is_tampering(device: Device) -> None:
     assert_disabled(device, "unreadable")
 
 
-def test_resealed_invalid_state_is_tampering(device: Device) -> None:
-    """A state re-sealed with the (host-readable) sealing key must still parse strictly."""
+def test_resealed_invalid_state_fails_closed(device: Device) -> None:
+    """An authentic state that does not parse stops every operation but keeps the keys.
+
+    A valid MAC means the device wrote the state, so a parse failure is a format this version
+    cannot read (for example a state from a newer flexheg), not tampering.
+    """
     document = json.loads(device.store.state_path.read_bytes())
     document["state"]["agreement"] = "###"
     key = bytes.fromhex((device.folder / "seal.key").read_text())
     document["mac"] = _store._mac(key, encode(document["state"])).hex()
     device.store.state_path.write_text(json.dumps(document))
-    assert_disabled(device, "not valid base64")
+    before = device.store.state_path.read_bytes()
+    with pytest.raises(InputError, match="authentic but unreadable"):
+        device.status()
+    with pytest.raises(InputError, match="authentic but unreadable"):
+        device.attest("00")
+    assert device.store.state_path.read_bytes() == before
+    assert (device.folder / "seal.key").exists()
+    assert not device.store.is_disabled()
 
 
 def test_tamper_sensor_is_permanent(parties: Parties, device: Device) -> None:

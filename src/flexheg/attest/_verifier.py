@@ -55,6 +55,7 @@ def appraise(
     nonce: str,
     now: int,
     max_age: int = 300,
+    device_id: str | None = None,
 ) -> AttestationResult:
     """Appraise evidence.
 
@@ -62,7 +63,8 @@ def appraise(
       1. the certificate is signed by a manufacturer key of the agreement (``unknown-signer``,
          ``bad-signature``) and is for this agreement (``wrong-agreement``);
       2. the evidence is signed by the certified identity key (``bad-signature``);
-      3. the evidence names this agreement (``wrong-agreement``) and the certified device;
+      3. the evidence names this agreement (``wrong-agreement``) and the certified device, which is
+         the device the verifier asked when it names one (``wrong-device``);
       4. the evidence answers our nonce and is recent (``stale-nonce``).
     """
     agreement_digest = sha256_digest(agreement_payload)
@@ -114,10 +116,18 @@ def appraise(
         )
     if evidence.device_id != certificate.device_id:
         raise Rejected(
-            Reason.BAD_SIGNATURE,
+            Reason.WRONG_DEVICE,
             "the evidence names another device than its certificate",
             expected=certificate.device_id,
             actual=evidence.device_id,
+        )
+
+    if device_id is not None and certificate.device_id != device_id:
+        raise Rejected(
+            Reason.WRONG_DEVICE,
+            "the evidence comes from another device than the one asked",
+            expected=device_id,
+            actual=certificate.device_id,
         )
 
     # Step 4: freshness.

@@ -78,6 +78,16 @@ def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
             fail_rejected(exc, as_json=as_json)
         except InputError as exc:
             fail_input(exc, as_json=as_json)
+        except UnicodeDecodeError as exc:
+            fail_input(
+                InputError(f"input is not valid UTF-8 ({exc.reason} at byte {exc.start})"), as_json=as_json
+            )
+        except OSError as exc:
+            where = exc.filename or "file"
+            fail_input(
+                InputError(f"{where}: {exc.strerror or exc}; check the path and its permissions"),
+                as_json=as_json,
+            )
 
     return wrapper
 

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from json import dumps
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
 from flexheg.attest import EvidenceBundle
-from flexheg.cli._files import read_bytes, read_envelope, read_json, read_statement, write_json
+from flexheg.cli._files import read_bytes, read_envelope, read_json, read_statement
 from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
 from flexheg.device import Agreement, Device, LifetimeExtension
-from flexheg.errors import Reason, Rejected
+from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import RulesetUpdate, parse_workload
 from flexheg.wire import load_signing_key
 
 app = typer.Typer(no_args_is_help=True)
+
+
+def _open_output(path: Path) -> TextIO:
+    """Open an output file before the device acts, so that an unwritable path changes nothing."""
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot write the output file ({exc.strerror}); choose another --out"
+        ) from None
+
 
 DeviceDir = Annotated[Path, typer.Argument(help="Device folder.")]
 Approvals = Annotated[list[Path], typer.Option("--approval", help="Approval file; repeat for each.")]
@@ -138,9 +150,10 @@ def attest(
 ) -> None:
     """Sign evidence of the device's state for a verifier's nonce."""
     device = Device(folder)
-    evidence = device.attest(nonce)
-    bundle = EvidenceBundle(evidence, device.certificate())
-    write_json(out, bundle.to_dict())
+    with _open_output(out) as handle:
+        evidence = device.attest(nonce)
+        bundle = EvidenceBundle(evidence, device.certificate())
+        handle.write(dumps(bundle.to_dict(), indent=2, sort_keys=True) + "\n")
     emit({"ok": True, "evidence": str(out)}, as_json=json, text=f"wrote evidence to {out}")
 
 
@@ -168,6 +181,7 @@ def power_log(
     json: JsonOption = False,
 ) -> None:
     """Export the hash-chained power log for an inspector."""
-    entries = Device(folder).power_log()
-    write_json(out, entries)
+    with _open_output(out) as handle:
+        entries = Device(folder).power_log()
+        handle.write(dumps(entries, indent=2) + "\n")
     emit({"ok": True, "entries": len(entries), "out": str(out)}, as_json=json)

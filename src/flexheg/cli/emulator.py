@@ -9,6 +9,7 @@ import typer
 
 from flexheg.cli._output import JsonOption, emit, handle_errors
 from flexheg.device import Device
+from flexheg.errors import InputError
 from flexheg.wire import format_time, parse_duration
 
 app = typer.Typer(no_args_is_help=True)
@@ -46,5 +47,7 @@ def power(
     json: JsonOption = False,
 ) -> None:
     """Record a power-off or power-on event in the device's power log."""
+    if event not in ("on", "off"):
+        raise InputError(f"power event {event!r} is invalid; use on or off")
     Device(folder).power(f"power-{event}")
     emit({"ok": True, "event": f"power-{event}"}, as_json=json)

@@ -28,6 +28,9 @@ def evidence(
     agreement: Annotated[Path, typer.Option(help="The agreement the device should run under.")],
     nonce: Annotated[str, typer.Option(help="The nonce you gave the device.")],
     max_age: Annotated[int, typer.Option(help="Accept evidence at most this many seconds old.")] = 300,
+    device_id: Annotated[
+        str | None, typer.Option(help="The device you asked; evidence from any other device is rejected.")
+    ] = None,
     at: Annotated[
         str | None, typer.Option(help="Appraise as of this time (RFC 3339) instead of now.")
     ] = None,
@@ -42,6 +45,7 @@ def evidence(
         nonce=nonce,
         now=parse_time(at) if at else int(time.time()),
         max_age=max_age,
+        device_id=device_id,
     )
     emit(
         {"ok": True, **result.to_dict()},

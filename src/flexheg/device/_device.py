@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,10 @@ class Device:
         host_clock: HostClock = time.time,
     ) -> Device:
         """Assemble a device: write the agreement, make an identity key and certify it."""
+        if not _DEVICE_ID_RE.fullmatch(device_id):
+            raise InputError(
+                f"device id {device_id[:80]!r} is invalid; use 1 to 128 letters, digits, '.', '_' or '-'"
+            )
         agreement = parse_statement(agreement_payload, Agreement, what="agreement")
         manufacturer_ids = {k.keyid for k in agreement.manufacturers}
         if manufacturer_key.keyid not in manufacturer_ids:
@@ -79,7 +84,9 @@ class Device:
             clock_high_water=now,
         )
         state = processor.power_event(state, "power-on", now)
-        device.store.create(state.to_dict(), identity.private_pem())
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with device.store.locked():
+            device.store.create(state.to_dict(), identity.private_pem())
         logger.info("provisioned device %s in %s", device_id, folder)
         return device
 
@@ -95,10 +102,19 @@ class Device:
             return None
         try:
             raw = self.store.load()
-            return DeviceState.from_dict(raw)
-        except (IntegrityError, InputError) as exc:
+            if not self.store.has_key(IDENTITY_FILE):
+                raise IntegrityError("the identity key is missing")
+        except IntegrityError as exc:
             self.store.erase_keys(f"sealed state failed its integrity check: {exc}", int(self._host_clock()))
             return None
+        try:
+            return DeviceState.from_dict(raw)
+        except InputError as exc:
+            # The MAC is valid, so the device itself wrote this state: a format this version of
+            # flexheg cannot read, not tampering. The keys stay.
+            raise InputError(
+                f"{self.store.state_path}: authentic but unreadable device state ({exc})"
+            ) from None
 
     def now(self, state: DeviceState) -> int:
         """Return the device time: host time plus the emulator offset, never below the high-water mark."""
@@ -112,8 +128,23 @@ class Device:
             self.store.save(new_state.to_dict())
             return result
 
-    def _identity_key(self) -> SigningKey:
-        return SigningKey.from_private_bytes(self.store.read_key(IDENTITY_FILE), what="device identity key")
+    def _identity_key(self, state: DeviceState | None = None) -> SigningKey:
+        """Load the identity key; a key that is unreadable or not the certified one is tampering."""
+        certified = None
+        if state is not None:
+            certified = state.certificate.statement(DeviceCertificate, what="certificate").identity_key
+        try:
+            key = SigningKey.from_private_bytes(
+                self.store.read_key(IDENTITY_FILE), what="device identity key"
+            )
+        except (OSError, InputError) as exc:
+            reason = f"the identity key is unreadable ({exc})"
+        else:
+            if certified is None or key.keyid == certified.keyid:
+                return key
+            reason = "the identity key is not the one in the device certificate"
+        self.store.erase_keys(f"tamper response: {reason}", int(self._host_clock()))
+        raise Rejected(Reason.DEVICE_DISABLED, f"the device is disabled: {reason}")
 
     # Operations.
 
@@ -166,7 +197,7 @@ class Device:
 
         def run(state: DeviceState | None, now: int) -> tuple[DeviceState, Envelope]:
             enabled = processor._check_enabled(state)
-            return processor.attest(enabled, self._identity_key(), nonce, now)
+            return processor.attest(enabled, self._identity_key(enabled), nonce, now)
 
         return self._operate(run)
 
@@ -298,7 +329,7 @@ class Device:
                 raise InputError(
                     "the agreement configures no landmarks, so the device cannot prove its location"
                 )
-            envelope = measure(self._identity_key(), policy, now)
+            envelope = measure(self._identity_key(enabled), policy, now)
             identity = enabled.certificate.statement(DeviceCertificate, what="certificate").identity_key
             verify_location_proof(envelope, device_key=identity, policy=policy)
             proofs = (*enabled.location_proofs, envelope)[-MAX_LOCATION_PROOFS:]
@@ -313,7 +344,7 @@ class Device:
 
         def run(state: DeviceState | None, now: int) -> tuple[DeviceState, Envelope]:
             enabled = processor._check_enabled(state)
-            return enabled, Envelope.sign(data_to_sign(enabled, now), self._identity_key())
+            return enabled, Envelope.sign(data_to_sign(enabled, now), self._identity_key(enabled))
 
         return self._operate(run)
 
@@ -334,6 +365,7 @@ class Device:
 
 
 MAX_LOCATION_PROOFS = 16
+_DEVICE_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,128}")
 MAX_CLOCK_ADVANCE = 100 * 365 * 86400
 
 

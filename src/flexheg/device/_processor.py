@@ -439,6 +439,15 @@ def admit(
     account = state.runs.get(run_id)
     used = account.flop_used if account is not None else 0
     flop_total = used + flop
+    if account is not None and _descriptor(account.facts) != _descriptor(facts):
+        # A run keeps the descriptor it was admitted with; otherwise re-admitting a training run
+        # as inference would let metering judge its later steps under another rule.
+        decision = Decision(
+            False, None, f"run {run_id!r} was admitted with another descriptor; a run keeps its descriptor"
+        )
+        return dataclasses.replace(
+            state, counters=_bump(state, "denied"), clock_high_water=max(state.clock_high_water, now)
+        ), AdmitResult(decision, run_id, used, mode_at(state, now))
     decision, mode = _decide(state, {**facts, "run.flop_total": flop_total}, now, extra_facts or {})
     runs = dict(state.runs)
     if decision.allowed:
@@ -448,6 +457,11 @@ def admit(
         state, runs=runs, counters=_bump(state, counter), clock_high_water=max(state.clock_high_water, now)
     )
     return new_state, AdmitResult(decision, run_id, flop_total if decision.allowed else used, mode)
+
+
+def _descriptor(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a run's identifying facts: every workload fact except this request's FLOP."""
+    return {name: value for name, value in facts.items() if name != "workload.flop"}
 
 
 def meter(

@@ -134,11 +134,24 @@ class SealedStore:
         write_atomic(self.folder / SEAL_KEY_FILE, secrets.token_bytes(32).hex().encode("ascii"))
         self.save(state)
 
+    def has_key(self, name: str) -> bool:
+        return (self.folder / name).is_file()
+
     def _seal_key(self) -> bytes:
+        path = self.folder / SEAL_KEY_FILE
         try:
-            return bytes.fromhex((self.folder / SEAL_KEY_FILE).read_text(encoding="ascii").strip())
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise IntegrityError(f"the sealing key is missing or unreadable ({exc})") from None
+            text = path.read_text(encoding="ascii")
+        except FileNotFoundError:
+            raise IntegrityError("the sealing key is missing") from None
+        except UnicodeDecodeError as exc:
+            raise IntegrityError(f"the sealing key is not hex ({exc.reason})") from None
+        except OSError as exc:
+            # A transient read error (EMFILE, EIO, EACCES) is not evidence of tampering.
+            raise InputError(f"{path}: cannot read the sealing key ({exc.strerror}); retry") from None
+        try:
+            return bytes.fromhex(text.strip())
+        except ValueError:
+            raise IntegrityError("the sealing key is not hex") from None
 
     def load(self) -> dict[str, Any]:
         """Return the state after checking its integrity.
@@ -153,10 +166,20 @@ class SealedStore:
             tag = bytes.fromhex(document["mac"])
             if document.get("format") != FORMAT or not isinstance(state, dict):
                 raise IntegrityError(f"unknown state format {document.get('format')!r}")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except FileNotFoundError:
+            raise IntegrityError("the sealed state is missing") from None
+        except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"the sealed state is unreadable ({exc})") from None
+        except OSError as exc:
+            raise InputError(
+                f"{self.state_path}: cannot read the sealed state ({exc.strerror}); retry"
+            ) from None
+        try:
+            body = encode(state)
+        except InputError as exc:
+            raise IntegrityError(f"the sealed state holds values the device never writes ({exc})") from None
         mac = hmac.HMAC(key, hashes.SHA256())
-        mac.update(encode(state))
+        mac.update(body)
         try:
             mac.verify(tag)
         except InvalidSignature:
