@@ -14,7 +14,7 @@ leaves either the old or the new state.
 
 NOTE: the emulator keeps the sealing and identity keys in host files. A real guarantee processor
 holds them in tamper-protected storage; here the keys only make tampering with the files
-detectable, not impossible.
+detectable, not impossible, and copying back an older sealed state rolls the device back.
 """
 
 from __future__ import annotations
