@@ -32,15 +32,24 @@ def build(
     json: JsonOption = False,
 ) -> None:
     """Build a ruleset update from a TOML rules file."""
-    agreement_data, _ = read_statement(agreement, Agreement)
+    agreement_data, parsed_agreement = read_statement(agreement, Agreement)
     if version < 1:
         raise InputError(f"--version {version} is invalid; versions start at 1")
+    seconds = parse_duration(lifetime)
+    if not 0 < seconds <= parsed_agreement.max_lifetime:
+        raise InputError(
+            f"--lifetime {lifetime} is invalid; devices accept 1 s to the agreement's maximum of "
+            f"{parsed_agreement.max_lifetime} s"
+        )
+    ruleset = load_rules_file(rules)
+    if not ruleset.rules:
+        raise InputError(f"{rules}: holds no [[rule]]; an update without rules denies every workload")
     update = RulesetUpdate(
         agreement=sha256_digest(agreement_data),
         version=version,
         issued_at=parse_time(issued_at) if issued_at else int(time.time()),
-        lifetime=parse_duration(lifetime),
-        ruleset=load_rules_file(rules),
+        lifetime=seconds,
+        ruleset=ruleset,
         description=description,
     )
     data = write_statement(out, update)
@@ -65,6 +74,8 @@ def extension(
     data, parsed = read_statement(update, RulesetUpdate)
     if serial < 1:
         raise InputError(f"--serial {serial} is invalid; serials start at 1")
+    if parse_duration(add) < 1:
+        raise InputError(f"--add {add} is invalid; an extension must move the expiry forward")
     statement = LifetimeExtension(
         agreement=parsed.agreement,
         update=sha256_digest(data),
