@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def build(files: dict[str, Path], rules: Path, lifetime: str, out: Path) -> tuple[int, dict[str, str]]:
+def build(files: dict[str, Path], rules: Path, lifetime: str, out: Path) -> tuple[int, Any]:
     code, document, _ = run_cli(
         "ruleset",
         "build",
