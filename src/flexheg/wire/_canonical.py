@@ -62,6 +62,12 @@ def _check_value(value: object, path: str, depth: int = 0) -> bool:
     raise InputError(f"{path}: {type(value).__name__} cannot be encoded as JSON")
 
 
+def _dumps_sorted(value: JSONValue) -> bytes:
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("ascii")
+
+
 def encode(value: JSONValue) -> bytes:
     """Encode ``value`` as RFC 8785 canonical JSON bytes.
 
@@ -97,6 +103,18 @@ def _reject_float(text: str) -> Any:
 
 def _reject_constant(text: str) -> Any:
     raise InputError(f"{text} is not valid JSON")
+
+
+def _parse_safe_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"integer {text[:20]}... has too many digits") from None
+    if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise InputError(
+            f"integer {value} is outside the canonical JSON range |n| < 2**53; write it as a decimal string"
+        )
+    return value
 
 
 def loads_strict(data: bytes | str, *, what: str) -> JSONValue:
@@ -136,6 +154,7 @@ def decode(data: bytes, *, what: str) -> JSONValue:
             data.decode("utf-8"),
             object_pairs_hook=_reject_duplicates,
             parse_float=_reject_float,
+            parse_int=_parse_safe_int,
             parse_constant=_reject_constant,
         )
     except UnicodeDecodeError as exc:
@@ -149,10 +168,15 @@ def decode(data: bytes, *, what: str) -> JSONValue:
         ) from None
     except RecursionError:
         raise InputError(f"{what}: JSON nesting is too deep") from None
+    # ASCII input without \u escapes decodes to ASCII strings, and the parser hooks have already
+    # checked every number, so the standard encoder gives the canonical bytes without a walk.
+    ascii_only = data.isascii() and b"\\u" not in data
     try:
-        canonical = encode(value)
+        canonical = _dumps_sorted(value) if ascii_only else encode(value)
     except InputError as exc:
         raise InputError(f"{what}: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{what}: JSON nesting is too deep") from None
     if canonical != data:
         raise InputError(
             f"{what}: JSON is not in RFC 8785 canonical form; re-encode it with flexheg "
