@@ -9,7 +9,7 @@ import typer
 
 from flexheg.cli._files import read_statement, write_statement
 from flexheg.cli._output import JsonOption, emit, handle_errors
-from flexheg.device import Agreement, AgreementKind, LogConfig, NamedKeys
+from flexheg.device import Agreement, AgreementKind, ApproverSetChange, LogConfig, NamedKeys
 from flexheg.errors import InputError
 from flexheg.policy import Action, Approver, ApproverKey, Policy, check_approver_set
 from flexheg.rules import load_rules_file
@@ -124,3 +124,31 @@ def show(path: Annotated[Path, typer.Argument(help="Agreement file.")], json: Js
     data, agreement = read_statement(path, Agreement)
     document = {"digest": sha256_digest(data), **agreement.to_dict()}
     emit(document, as_json=json)
+
+
+@app.command("change-approvers")
+@handle_errors
+def change_approvers(
+    agreement: Annotated[Path, typer.Option(help="The agreement whose approver set changes.")],
+    epoch: Annotated[
+        int, typer.Option(help="The new epoch: one above the device's current epoch (first: 1).")
+    ],
+    approver: Annotated[
+        list[str], typer.Option("--approver", help="ID=KEY.pub.json[:VOTES] of the new set; repeat for each.")
+    ],
+    out: Annotated[Path, typer.Option(help="Approver-set change file to write.")],
+    json: JsonOption = False,
+) -> None:
+    """Build an approver-set change; the old and the new set must both approve it."""
+    data, _ = read_statement(agreement, Agreement)
+    if epoch < 1:
+        raise InputError(f"--epoch {epoch} is invalid; epochs start at 1")
+    approvers = tuple(_parse_approver(text) for text in approver)
+    check_approver_set(approvers, where="--approver")
+    change = ApproverSetChange(sha256_digest(data), epoch, approvers)
+    written = write_statement(out, change)
+    emit(
+        {"ok": True, "change": str(out), "digest": sha256_digest(written), "epoch": epoch},
+        as_json=json,
+        text=f"wrote {out}: epoch {epoch}, approvers {', '.join(a.id for a in approvers)}",
+    )

@@ -19,7 +19,7 @@ import typer
 from flexheg.authority.ledger import ApproverSigner
 from flexheg.cli._files import read_bytes, read_statement, write_envelope
 from flexheg.cli._output import JsonOption, emit, handle_errors
-from flexheg.device import LifetimeExtension
+from flexheg.device import ApproverSetChange, LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.policy import Action
 from flexheg.rules import RulesetUpdate
@@ -82,6 +82,10 @@ def command(
             )
     elif isinstance(statement, LifetimeExtension):
         action, agreement, version = Action.EXTEND, statement.agreement, statement.version
+        if overrides:
+            raise InputError("--override applies to updates only")
+    elif isinstance(statement, ApproverSetChange):
+        action, agreement, version = Action.CHANGE_APPROVERS, statement.agreement, None
         if overrides:
             raise InputError("--override applies to updates only")
     else:

@@ -11,7 +11,7 @@ import typer
 from flexheg.attest import EvidenceBundle
 from flexheg.cli._files import read_bytes, read_envelope, read_json, read_statement
 from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
-from flexheg.device import Agreement, Device, LifetimeExtension
+from flexheg.device import Agreement, ApproverSetChange, Device, LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import RulesetUpdate, parse_workload
 from flexheg.wire import load_signing_key
@@ -112,6 +112,33 @@ def extend(
         },
         as_json=json,
         text=f"extended version {result.version} to {result.not_after}: {result.approvals.describe()}",
+    )
+
+
+@app.command("change-approvers")
+@handle_errors
+def change_approvers(
+    folder: DeviceDir,
+    change: Annotated[Path, typer.Argument(help="Approver-set change file.")],
+    approval: Approvals,
+    log_bundle: LogBundleOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Replace the approver set; needs the change-approvers policy of the old and the new set."""
+    payload, _ = read_statement(change, ApproverSetChange)
+    approvals = [read_envelope(path) for path in approval]
+    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    result = Device(folder).change_approvers(payload, approvals, log_bundle=bundle)
+    emit(
+        {
+            "ok": True,
+            "epoch": result.epoch,
+            "approvers": list(result.approvers),
+            "old_set": result.old_set.to_dict(),
+            "new_set": result.new_set.to_dict(),
+        },
+        as_json=json,
+        text=f"approver set is now epoch {result.epoch}: {', '.join(result.approvers)}",
     )
 
 

@@ -5,11 +5,13 @@ from flexheg.device._device import Device
 from flexheg.device._power import GENESIS, PowerEvent, power_log_head, verify_power_log
 from flexheg.device._processor import (
     AdmitResult,
+    ChangeResult,
     ExtendResult,
     InstallResult,
     active_ruleset,
     admit,
     attest,
+    change_approvers,
     check_succession,
     extend,
     install,
@@ -18,7 +20,7 @@ from flexheg.device._processor import (
     power_event,
 )
 from flexheg.device._state import DeviceState, Installed, Mode, RunAccount
-from flexheg.device._statements import DeviceCertificate, Evidence, LifetimeExtension
+from flexheg.device._statements import ApproverSetChange, DeviceCertificate, Evidence, LifetimeExtension
 from flexheg.device._store import IntegrityError, SealedStore
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "AdmitResult",
     "Agreement",
     "AgreementKind",
+    "ApproverSetChange",
+    "ChangeResult",
     "Device",
     "DeviceCertificate",
     "DeviceState",
@@ -44,6 +48,7 @@ __all__ = [
     "active_ruleset",
     "admit",
     "attest",
+    "change_approvers",
     "check_succession",
     "extend",
     "install",

@@ -162,6 +162,15 @@ class Device:
             lambda state, now: processor.extend(state, payload, approvals, now, log_bundle=log_bundle)
         )
 
+    def change_approvers(
+        self, payload: bytes, approvals: Sequence[Envelope], *, log_bundle: bytes | None = None
+    ) -> processor.ChangeResult:
+        return self._operate(
+            lambda state, now: processor.change_approvers(
+                state, payload, approvals, now, log_bundle=log_bundle
+            )
+        )
+
     def admit(self, facts: dict[str, Any]) -> processor.AdmitResult:
         """Admit a workload. A denial by a rule that reads location facts carries the location reason."""
 
@@ -239,6 +248,8 @@ class Device:
                 "not_after": installed.not_after if installed else None,
                 "extension_serial": installed.extension_serial if installed else 0,
                 "highest_version": state.highest_version,
+                "approver_epoch": state.approver_epoch,
+                "approvers": [a.id for a in state.current_approvers],
                 "runs": {run_id: str(run.flop_used) for run_id, run in state.runs.items()},
                 "counters": state.counters,
                 "power_log_head": power_log_head(state.power_log),

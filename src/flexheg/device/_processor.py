@@ -21,12 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from flexheg.device._agreement import Agreement
 from flexheg.device._power import append_power_event, power_log_head
 from flexheg.device._state import DeviceState, Installed, Mode, RunAccount
-from flexheg.device._statements import Evidence, LifetimeExtension
+from flexheg.device._statements import ApproverSetChange, Evidence, LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
-from flexheg.policy import Action, PolicyResult, evaluate, require, verify_approvals
+from flexheg.policy import Action, Approver, PolicyResult, evaluate, require, verify_approvals
 from flexheg.rules import Decision, Ruleset, RulesetUpdate, SuccessionKind
 from flexheg.wire import Envelope, SigningKey, parse_statement, sha256_digest
 from flexheg.wire.checkpoint import Checkpoint, verify_log_bundle
@@ -109,18 +108,19 @@ def _parse_subject(payload: bytes, cls: type[Any], what: str) -> Any:
 
 
 def _check_approvals(
-    agreement: Agreement,
-    agreement_digest: str,
+    state: DeviceState,
     approvals: Sequence[Envelope],
     *,
     action: Action,
     subject: str,
     now: int,
 ) -> PolicyResult:
+    """Verify approvals against the current approver set and require the action's policy."""
+    approvers = state.current_approvers
     verified = verify_approvals(
-        approvals, agreement.approvers, agreement=agreement_digest, action=action, subject=subject
+        approvals, approvers, agreement=state.agreement_digest, action=action, subject=subject
     )
-    result = evaluate(agreement.policy(action), agreement.approvers, verified, action=action, now=now)
+    result = evaluate(state.agreement.policy(action), approvers, verified, action=action, now=now)
     require(result, action=action)
     return result
 
@@ -239,9 +239,7 @@ def install(
         )
 
     # Step 3.
-    result = _check_approvals(
-        state.agreement, state.agreement_digest, approvals, action=Action.INSTALL, subject=digest, now=now
-    )
+    result = _check_approvals(state, approvals, action=Action.INSTALL, subject=digest, now=now)
     checkpoint = _check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
@@ -331,9 +329,7 @@ def extend(
         )
 
     # Step 3.
-    result = _check_approvals(
-        state.agreement, state.agreement_digest, approvals, action=Action.EXTEND, subject=digest, now=now
-    )
+    result = _check_approvals(state, approvals, action=Action.EXTEND, subject=digest, now=now)
     checkpoint = _check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
@@ -402,6 +398,96 @@ def extend(
         "extended version %d to %d (serial %d)", extension.version, extension.not_after, extension.serial
     )
     return new_state, ExtendResult(extension.version, extension.serial, extension.not_after, result)
+
+
+@dataclass(frozen=True)
+class ChangeResult:
+    epoch: int
+    approvers: tuple[str, ...]
+    old_set: PolicyResult
+    new_set: PolicyResult
+
+
+def _merged(old: Sequence[Approver], new: Sequence[Approver]) -> list[Approver]:
+    """Return one approver per id holding the keys of both sets, for signature checks only."""
+    merged: dict[str, Approver] = {a.id: a for a in old}
+    for approver in new:
+        known = merged.get(approver.id)
+        if known is None:
+            merged[approver.id] = approver
+        else:
+            extra = tuple(k for k in approver.keys if k not in known.keys)
+            merged[approver.id] = dataclasses.replace(known, keys=known.keys + extra)
+    return list(merged.values())
+
+
+def change_approvers(
+    state: DeviceState | None,
+    payload: bytes,
+    approvals: Sequence[Envelope],
+    now: int,
+    *,
+    log_bundle: bytes | None = None,
+) -> tuple[DeviceState, ChangeResult]:
+    """Replace the approver set.
+
+    Steps:
+      1. the device is enabled (``device-disabled``);
+      2. the change parses (``malformed``) and names this agreement (``wrong-agreement``);
+      3. its epoch is exactly one above the current one (``rollback``);
+      4. its approvals verify against the old and the new keys, and the change-approvers policy
+         holds for the old set and for the new set (``insufficient-approvals`` and the codes of
+         :func:`flexheg.policy.verify_approvals`); when the agreement names a log, the change and
+         its approvals are logged.
+    """
+    # Step 1.
+    state = _check_enabled(state)
+
+    # Step 2.
+    change: ApproverSetChange = _parse_subject(payload, ApproverSetChange, "approver-set change")
+    if change.agreement != state.agreement_digest:
+        raise Rejected(
+            Reason.WRONG_AGREEMENT,
+            "the approver-set change is for another agreement",
+            expected=state.agreement_digest,
+            actual=change.agreement,
+        )
+
+    # Step 3.
+    if change.epoch != state.approver_epoch + 1:
+        raise Rejected(
+            Reason.ROLLBACK,
+            f"approver-set epoch {change.epoch} does not follow the current epoch {state.approver_epoch}",
+            expected=f"epoch {state.approver_epoch + 1}",
+            actual=f"epoch {change.epoch}",
+        )
+
+    # Step 4.
+    old, new = state.current_approvers, change.approvers
+    digest = sha256_digest(payload)
+    verified = verify_approvals(
+        approvals,
+        _merged(old, new),
+        agreement=state.agreement_digest,
+        action=Action.CHANGE_APPROVERS,
+        subject=digest,
+    )
+    policy = state.agreement.policy(Action.CHANGE_APPROVERS)
+    old_result = evaluate(policy, old, verified, action=Action.CHANGE_APPROVERS, now=now)
+    require(old_result, action=Action.CHANGE_APPROVERS)
+    new_result = evaluate(policy, new, verified, action=Action.CHANGE_APPROVERS, now=now)
+    require(new_result, action=Action.CHANGE_APPROVERS)
+    checkpoint = _check_logged(state, payload, approvals, log_bundle)
+
+    new_state = dataclasses.replace(
+        state,
+        approvers=new,
+        approver_epoch=change.epoch,
+        checkpoint=checkpoint,
+        clock_high_water=max(state.clock_high_water, now),
+    )
+    logger.debug("approver set changed to epoch %d: %s", change.epoch, ", ".join(a.id for a in new))
+    return new_state, ChangeResult(change.epoch, tuple(a.id for a in new), old_result, new_result)
 
 
 def _decide(

@@ -10,6 +10,7 @@ from typing import Any
 from flexheg.device._agreement import Agreement
 from flexheg.device._power import PowerEvent, parse_power_event
 from flexheg.errors import InputError
+from flexheg.policy import Approver
 from flexheg.rules import RulesetUpdate
 from flexheg.wire import Envelope, Fields, parse_statement, sha256_digest
 
@@ -101,6 +102,18 @@ class RunAccount:
         return cls(flop_used, facts)
 
 
+def _read_approvers(fields: Fields) -> tuple[Approver, ...] | None:
+    raw = fields.optional_raw("approvers")
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        raise InputError(f"{fields.path('approvers')}: expected a list or null")
+    return tuple(
+        Approver.from_dict(item, where=f"{fields.path('approvers')}[{index}]")
+        for index, item in enumerate(raw)
+    )
+
+
 _INT_FACTS = {"workload.flop", "workload.cluster_size", "workload.interconnect_gbps"}
 
 
@@ -122,6 +135,13 @@ class DeviceState:
     license: Envelope | None = None
     location_proofs: tuple[Envelope, ...] = ()
     checkpoint: str | None = None
+    approver_epoch: int = 0
+    approvers: tuple[Approver, ...] | None = None
+    """The approver set after the latest change, or None while the agreement's set applies."""
+
+    @property
+    def current_approvers(self) -> tuple[Approver, ...]:
+        return self.approvers if self.approvers is not None else self.agreement.approvers
 
     @property
     def agreement_digest(self) -> str:
@@ -142,6 +162,8 @@ class DeviceState:
             "license": None if self.license is None else self.license.to_dict(),
             "location_proofs": [p.to_dict() for p in self.location_proofs],
             "checkpoint": self.checkpoint,
+            "approver_epoch": self.approver_epoch,
+            "approvers": None if self.approvers is None else [a.to_dict() for a in self.approvers],
         }
 
     @classmethod
@@ -184,6 +206,8 @@ class DeviceState:
                 for index, item in enumerate(fields.list("location_proofs"))
             ),
             checkpoint=fields.optional_str("checkpoint"),
+            approver_epoch=fields.int("approver_epoch", minimum=0),
+            approvers=_read_approvers(fields),
         )
         fields.done()
         if state.installed is not None and state.installed.update.version > state.highest_version:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Self
 
+from flexheg.policy import Approver, check_approver_set
 from flexheg.wire import MAX_SAFE_INTEGER, Fields, PublicKey, Statement
 
 
@@ -44,6 +45,43 @@ class LifetimeExtension(Statement):
         )
         fields.done()
         return extension
+
+
+@dataclass(frozen=True)
+class ApproverSetChange(Statement):
+    """Replaces the approver set of an agreement, from ``epoch - 1`` to ``epoch``.
+
+    It needs the change-approvers policy satisfied by the old set and by the new set, so that
+    neither the outgoing nor the incoming approvers can be bypassed.
+    """
+
+    TYPE = "flexheg.dev/approver-set-change/v1"
+
+    agreement: str
+    epoch: int
+    approvers: tuple[Approver, ...]
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "agreement": self.agreement,
+            "epoch": self.epoch,
+            "approvers": [a.to_dict() for a in self.approvers],
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Self:
+        approvers = tuple(
+            Approver.from_dict(item, where=f"{fields.path('approvers')}[{index}]")
+            for index, item in enumerate(fields.list("approvers"))
+        )
+        check_approver_set(approvers, where=fields.path("approvers"))
+        change = cls(
+            agreement=fields.digest("agreement"),
+            epoch=fields.int("epoch", minimum=1, maximum=MAX_SAFE_INTEGER),
+            approvers=approvers,
+        )
+        fields.done()
+        return change
 
 
 @dataclass(frozen=True)

@@ -287,7 +287,12 @@ def evaluate(
         if approval.action != action:
             not_counted.append(f"{approver.id} approved {approval.action.value}, not {action.value}")
             continue
-        key = next(k for k in approver.keys if k.key.keyid == verified.keyid)
+        key = next((k for k in approver.keys if k.key.keyid == verified.keyid), None)
+        if key is None:
+            not_counted.append(
+                f"{approver.id} signed with key {verified.keyid[:12]}, which this set does not list"
+            )
+            continue
         if not key.valid_at(now):
             not_counted.append(
                 f"{approver.id} key {verified.keyid[:12]} is not valid at tick {now} "
