@@ -53,7 +53,6 @@ def _write_private_key(path: Path, pem: bytes) -> None:
 
 def _new_key_dir(directory: Path, stem: str, name: str) -> NoteSigner:
 
-
     check_key_name(name, what="--name")
     if (directory / f"{stem}.sqlite").exists():
         raise InputError(f"{directory}: already contains a {stem}; choose another directory")
@@ -109,8 +108,11 @@ def init(
     storage.close()
     vkey = signer.verifier().to_vkey()
     (directory / "log.vkey").write_text(vkey + "\n", encoding="utf-8")
-    _emit_plain({"ok": True, "origin": name, "vkey": vkey}, as_json=json,
-         text=f"created log {name} in {directory}\nverifier key: {vkey}")
+    _emit_plain(
+        {"ok": True, "origin": name, "vkey": vkey},
+        as_json=json,
+        text=f"created log {name} in {directory}\nverifier key: {vkey}",
+    )
 
 
 @app.command("append")
@@ -127,10 +129,13 @@ def append(
         size = log.size()
     finally:
         log.close()
-    rows = [{"file": str(path), "index": a.index, "duplicate": a.duplicate}
-            for path, a in zip(files, appended, strict=True)]
-    text = "\n".join(f"{r['index']}\t{r['file']}" + ("\t(already logged)" if r["duplicate"] else "")
-                     for r in rows)
+    rows = [
+        {"file": str(path), "index": a.index, "duplicate": a.duplicate}
+        for path, a in zip(files, appended, strict=True)
+    ]
+    text = "\n".join(
+        f"{r['index']}\t{r['file']}" + ("\t(already logged)" if r["duplicate"] else "") for r in rows
+    )
     emit({"ok": True, "entries": rows, "size": size}, as_json=json, text=text)
 
 
@@ -159,8 +164,11 @@ def checkpoint(
     finally:
         log.close()
     note = signed.to_bytes().decode("utf-8")
-    _emit_plain({"ok": True, "size": signed.size, "checkpoint": note, "witness_failures": failures},
-         as_json=json, text=note.rstrip("\n"))
+    _emit_plain(
+        {"ok": True, "size": signed.size, "checkpoint": note, "witness_failures": failures},
+        as_json=json,
+        text=note.rstrip("\n"),
+    )
 
 
 @app.command("prove")
@@ -180,15 +188,18 @@ def prove(
     """Write the proof bundle that a device checks before it accepts the entries."""
     log = open_log(directory)
     try:
-        bundle = log.bundle([read_bytes(path, what="entry") for path in entry],
-                            newest_seen_size=newest_seen_size, size=size)
+        bundle = log.bundle(
+            [read_bytes(path, what="entry") for path in entry], newest_seen_size=newest_seen_size, size=size
+        )
     finally:
         log.close()
     out.write_bytes(bundle.to_json())
     indices = [p.index for p in bundle.inclusion]
-    emit({"ok": True, "bundle": str(out), "size": bundle.checkpoint.size, "indices": indices},
-         as_json=json,
-         text=f"wrote {out}: {len(indices)} entries under checkpoint size {bundle.checkpoint.size}")
+    emit(
+        {"ok": True, "bundle": str(out), "size": bundle.checkpoint.size, "indices": indices},
+        as_json=json,
+        text=f"wrote {out}: {len(indices)} entries under checkpoint size {bundle.checkpoint.size}",
+    )
 
 
 @app.command("serve")
@@ -197,9 +208,7 @@ def serve(
     directory: LogDir,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8470,
-    witness: Annotated[
-        Path | None, typer.Option(help="Also serve this witness at /add-checkpoint.")
-    ] = None,
+    witness: Annotated[Path | None, typer.Option(help="Also serve this witness at /add-checkpoint.")] = None,
     json: JsonOption = False,
 ) -> None:
     """Serve the log's HTTP API (and optionally a witness) until interrupted."""
@@ -237,8 +246,11 @@ def witness_init(
     (directory / "logs").write_text("".join(v + "\n" for v in vkeys), encoding="utf-8")
     vkey = signer.cosignature_verifier().to_vkey()
     (directory / "witness.vkey").write_text(vkey + "\n", encoding="utf-8")
-    _emit_plain({"ok": True, "name": name, "vkey": vkey}, as_json=json,
-         text=f"created witness {name} in {directory}\nverifier key: {vkey}")
+    _emit_plain(
+        {"ok": True, "name": name, "vkey": vkey},
+        as_json=json,
+        text=f"created witness {name} in {directory}\nverifier key: {vkey}",
+    )
 
 
 @witness_app.command("cosign")
@@ -260,5 +272,8 @@ def witness_cosign(
         updated = log.add_cosignatures(newest.size, [cosignature])
     finally:
         log.close()
-    emit({"ok": True, "size": updated.size, "cosignature": cosignature.line().rstrip("\n")},
-         as_json=json, text=f"{witness.name} cosigned {updated.origin}@{updated.size}")
+    emit(
+        {"ok": True, "size": updated.size, "cosignature": cosignature.line().rstrip("\n")},
+        as_json=json,
+        text=f"{witness.name} cosigned {updated.origin}@{updated.size}",
+    )

@@ -40,15 +40,14 @@ app.add_typer(oversight_app, name="oversight", help="Production oversight draws 
 DEFAULT_URL = "sqlite:///registry.db"
 DbOption = Annotated[
     str,
-    typer.Option("--db", envvar="FLEXHEG_REGISTRY_URL",
-                 help="Registry database URL: sqlite:///PATH or postgresql://USER@HOST/DB."),
+    typer.Option(
+        "--db",
+        envvar="FLEXHEG_REGISTRY_URL",
+        help="Registry database URL: sqlite:///PATH or postgresql://USER@HOST/DB.",
+    ),
 ]
-AtOption = Annotated[
-    str | None, typer.Option("--at", help="Act at this RFC 3339 time instead of now.")
-]
-ActorOption = Annotated[
-    str, typer.Option("--actor", help="Principal recorded as the author of the change.")
-]
+AtOption = Annotated[str | None, typer.Option("--at", help="Act at this RFC 3339 time instead of now.")]
+ActorOption = Annotated[str, typer.Option("--actor", help="Principal recorded as the author of the change.")]
 
 
 def _now(at: str | None) -> int:
@@ -59,9 +58,17 @@ def _now(at: str | None) -> int:
 
 @contextmanager
 def _open(url: str) -> Iterator[Registry]:
+    from sqlalchemy.exc import OperationalError
+
     from flexheg.registry import Registry
 
-    registry = Registry.open(url)
+    try:
+        registry = Registry.open(url)
+    except OperationalError as exc:
+        raise InputError(
+            f"--db {url}: cannot open the registry database ({exc.orig}); check that the folder exists "
+            "or that the server is running"
+        ) from None
     try:
         yield registry
     finally:
@@ -85,8 +92,11 @@ def _envelope(path: Path, what: str) -> Any:
 def init(db: DbOption = DEFAULT_URL, json: JsonOption = False) -> None:
     """Create or upgrade the registry database."""
     with _open(db) as registry:
-        emit({"ok": True, "database": registry.db.dialect}, as_json=json,
-             text=f"registry ready ({registry.db.dialect})")
+        emit(
+            {"ok": True, "database": registry.db.dialect},
+            as_json=json,
+            text=f"registry ready ({registry.db.dialect})",
+        )
 
 
 @token_app.command("issue")
@@ -107,8 +117,9 @@ def token_issue(
 
 @token_app.command("revoke")
 @handle_errors
-def token_revoke(name: str, db: DbOption = DEFAULT_URL, actor: ActorOption = "cli",
-                 json: JsonOption = False) -> None:
+def token_revoke(
+    name: str, db: DbOption = DEFAULT_URL, actor: ActorOption = "cli", json: JsonOption = False
+) -> None:
     """Revoke a principal's token."""
     with _open(db) as registry:
         registry.revoke_token(name, actor=actor)
@@ -138,8 +149,14 @@ def register(
     from flexheg.registry import NewEntity
 
     request = NewEntity.build(
-        id=entity_id, kind=kind, owner=owner, latitude=latitude, longitude=longitude,
-        region=region, risk_weight=risk_weight, site_id=site,
+        id=entity_id,
+        kind=kind,
+        owner=owner,
+        latitude=latitude,
+        longitude=longitude,
+        region=region,
+        risk_weight=risk_weight,
+        site_id=site,
         identity_key=None if identity_key is None else _public_key(identity_key),
         manufacturer=manufacturer,
         certificate=None if certificate is None else _envelope(certificate, "certificate"),
@@ -183,8 +200,9 @@ def history(entity_id: str, db: DbOption = DEFAULT_URL, json: JsonOption = False
     """Show every recorded change of an entity with its old and new values."""
     with _open(db) as registry:
         changes = registry.history(entity_id)
-    lines = [f"{c['at']} {c['action']} by {c['actor']}: {c['old']} -> {c['new']} {c['reason']}"
-             for c in changes]
+    lines = [
+        f"{c['at']} {c['action']} by {c['actor']}: {c['old']} -> {c['new']} {c['reason']}" for c in changes
+    ]
     emit({"changes": changes}, as_json=json, text="\n".join(lines))
 
 
@@ -229,8 +247,12 @@ def import_census(
         size = path.stat().st_size
     except OSError as exc:
         raise InputError(f"{path}: cannot read census file: {exc.strerror}") from None
-    columns = (TextColumn("importing {task.fields[rows]:,} rows"), BarColumn(), DownloadColumn(),
-               TimeRemainingColumn())
+    columns = (
+        TextColumn("importing {task.fields[rows]:,} rows"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+    )
     with _open(db) as registry, Progress(*columns, disable=json, transient=True) as progress:
         task = progress.add_task("import", total=size, rows=0)
 
@@ -254,8 +276,10 @@ def attest(
     """Record that a device attested."""
     now = _now(at)
     with _open(db) as registry:
-        emit(registry.record_attestation(device_id, tick=now if tick is None else tick,
-                                         actor=actor, now=now), as_json=json)
+        emit(
+            registry.record_attestation(device_id, tick=now if tick is None else tick, actor=actor, now=now),
+            as_json=json,
+        )
 
 
 @app.command("locate")
@@ -272,8 +296,12 @@ def locate(
 ) -> None:
     """Record where a device was observed."""
     with _open(db) as registry:
-        emit(registry.record_location(device_id, latitude=latitude, longitude=longitude,
-                                      source=source, actor=actor, now=_now(at)), as_json=json)
+        emit(
+            registry.record_location(
+                device_id, latitude=latitude, longitude=longitude, source=source, actor=actor, now=_now(at)
+            ),
+            as_json=json,
+        )
 
 
 @app.command("draw-round")
@@ -288,11 +316,14 @@ def draw_round(
 ) -> None:
     """Draw a stratified random inspection round from a public seed."""
     with _open(db) as registry:
-        drawn = registry.draw_inspection_round(seed=seed, sample_size=sample_size, actor=actor,
-                                               now=_now(at))
-    text = "\n".join([f"round {drawn['id']}: {len(drawn['inspections'])} of {drawn['population']}",
-                      f"selection digest {drawn['selection_digest']}"]
-                     + [f"  {i['entity_id']} ({i['stratum']})" for i in drawn["inspections"]])
+        drawn = registry.draw_inspection_round(seed=seed, sample_size=sample_size, actor=actor, now=_now(at))
+    text = "\n".join(
+        [
+            f"round {drawn['id']}: {len(drawn['inspections'])} of {drawn['population']}",
+            f"selection digest {drawn['selection_digest']}",
+        ]
+        + [f"  {i['entity_id']} ({i['stratum']})" for i in drawn["inspections"]]
+    )
     emit(drawn, as_json=json, text=text)
 
 
@@ -301,8 +332,9 @@ def draw_round(
 def inspect(
     entity_id: str,
     seen: Annotated[bool, typer.Option("--seen/--missing", help="Whether the entity was found.")],
-    seals: Annotated[bool | None, typer.Option("--seals-intact/--seals-broken",
-                                               help="Seal state, if checked.")] = None,
+    seals: Annotated[
+        bool | None, typer.Option("--seals-intact/--seals-broken", help="Seal state, if checked.")
+    ] = None,
     round_id: Annotated[int | None, typer.Option("--round", help="Inspection round id.")] = None,
     power_log: Annotated[Path | None, typer.Option(help="Power log JSON from the device.")] = None,
     head: Annotated[str | None, typer.Option(help="Power log head from the evidence.")] = None,
@@ -323,8 +355,17 @@ def inspect(
             raise InputError(f"{power_log}: a power log is a JSON list of entries")
     with _open(db) as registry:
         result = registry.record_inspection(
-            entity_id, seen=seen, seals_intact=seals, power_log=entries, power_log_head=head,
-            power_log_count=count, round_id=round_id, notes=notes, inspector=actor, now=_now(at))
+            entity_id,
+            seen=seen,
+            seals_intact=seals,
+            power_log=entries,
+            power_log_head=head,
+            power_log_count=count,
+            round_id=round_id,
+            notes=notes,
+            inspector=actor,
+            now=_now(at),
+        )
     emit(result, as_json=json)
 
 
@@ -341,16 +382,24 @@ def explain(
 ) -> None:
     """Record the owner's explanation of a power-off period."""
     with _open(db) as registry:
-        emit(registry.explain_power_off(device_id, off_tick=off_tick, explanation=explanation,
-                                        owner=owner, now=_now(at)), as_json=json)
+        emit(
+            registry.explain_power_off(
+                device_id, off_tick=off_tick, explanation=explanation, owner=owner, now=_now(at)
+            ),
+            as_json=json,
+        )
 
 
 @party_app.command("add")
 @handle_errors
 def party_add(
     name: str,
-    role: Annotated[str, typer.Option(help="manufacturer, fab, testing-facility, customer, "
-                                           "data-center or destruction-facility.")],
+    role: Annotated[
+        str,
+        typer.Option(
+            help="manufacturer, fab, testing-facility, customer, data-center or destruction-facility."
+        ),
+    ],
     key: Annotated[Path, typer.Option(help="The party's public key (.pub.json).")],
     db: DbOption = DEFAULT_URL,
     actor: ActorOption = "cli",
@@ -359,8 +408,10 @@ def party_add(
 ) -> None:
     """Register a party's public key."""
     with _open(db) as registry:
-        emit(registry.register_party(name, role=role, public_key=_public_key(key), actor=actor,
-                                     now=_now(at)), as_json=json)
+        emit(
+            registry.register_party(name, role=role, public_key=_public_key(key), actor=actor, now=_now(at)),
+            as_json=json,
+        )
 
 
 @app.command("handover")
@@ -391,8 +442,10 @@ def destroy(
 ) -> None:
     """Discard a device on a destruction record signed by a trusted facility."""
     with _open(db) as registry:
-        emit(registry.record_destruction(_envelope(envelope, "destruction record"), actor=actor,
-                                         now=_now(at)), as_json=json)
+        emit(
+            registry.record_destruction(_envelope(envelope, "destruction record"), actor=actor, now=_now(at)),
+            as_json=json,
+        )
 
 
 @app.command("custody")
@@ -401,8 +454,11 @@ def custody(device_id: str, db: DbOption = DEFAULT_URL, json: JsonOption = False
     """Show a device's custody records."""
     with _open(db) as registry:
         records = registry.custody_chain(device_id)
-    lines = [f"{r['tick']} {r['kind']} {r['from_party']} -> {r['to_party']} ({r['stage']})"
-             + (f"  PROBLEM: {r['problem']}" if r["problem"] else "") for r in records]
+    lines = [
+        f"{r['tick']} {r['kind']} {r['from_party']} -> {r['to_party']} ({r['stage']})"
+        + (f"  PROBLEM: {r['problem']}" if r["problem"] else "")
+        for r in records
+    ]
     emit({"records": records}, as_json=json, text="\n".join(lines) or "no custody records")
 
 
@@ -424,15 +480,27 @@ def renew(
     signing_key = load_signing_key(key)
     seconds = None if validity is None else parse_duration(validity)
     with _open(db) as registry:
-        decision = registry.renew_license(device_id, licensing_state=state, signing_key=signing_key,
-                                          agreement_digest=agreement, actor=state, now=_now(at),
-                                          validity=seconds)
+        decision = registry.renew_license(
+            device_id,
+            licensing_state=state,
+            signing_key=signing_key,
+            agreement_digest=agreement,
+            actor=state,
+            now=_now(at),
+            validity=seconds,
+        )
     if decision["granted"]:
-        emit(decision, as_json=json, text=f"license {decision['serial']} issued to {device_id} "
-                                          f"until {decision['not_after']}")
+        emit(
+            decision,
+            as_json=json,
+            text=f"license {decision['serial']} issued to {device_id} until {decision['not_after']}",
+        )
         return
-    emit({"ok": False, **decision}, as_json=json,
-         text=f"[bold red]refused[/bold red] ({', '.join(decision['reasons'])}): {device_id}")
+    emit(
+        {"ok": False, **decision},
+        as_json=json,
+        text=f"[bold red]refused[/bold red] ({', '.join(decision['reasons'])}): {device_id}",
+    )
     raise typer.Exit(EXIT_REJECTED)
 
 
@@ -446,8 +514,13 @@ def missing(db: DbOption = DEFAULT_URL, at: AtOption = None, json: JsonOption = 
         rows = registry.missing_report(now=_now(at))
     table = Table("device", "owner", "region", "last attested", "reasons")
     for row in rows:
-        table.add_row(row["device_id"], row["owner"], row["region"], str(row["last_attested_at"]),
-                      ", ".join(row["reasons"]))
+        table.add_row(
+            row["device_id"],
+            row["owner"],
+            row["region"],
+            str(row["last_attested_at"]),
+            ", ".join(row["reasons"]),
+        )
     emit({"devices": rows}, as_json=json, text=table)
 
 
@@ -477,8 +550,11 @@ def detection(
     from flexheg.registry import detection_report
 
     report = detection_report(_rate(rate), compromised)
-    emit(report, as_json=json, text=f"P(at least one of {compromised} sampled at {rate}) = "
-                                    f"{report['p_at_least_one_sampled']:.4f}")
+    emit(
+        report,
+        as_json=json,
+        text=f"P(at least one of {compromised} sampled at {rate}) = {report['p_at_least_one_sampled']:.4f}",
+    )
 
 
 @oversight_app.command("extensive-testing")
@@ -498,16 +574,26 @@ def extensive_testing(
     ids = _ids(devices)
     chosen = draw_extensive_testing(seed, ids, _rate(rate))
     with _open(db) as registry:
-        emit(registry.record_oversight_draw("extensive-testing", seed=seed,
-                                            parameters={"rate": rate, "devices": len(ids)},
-                                            result=chosen, actor=actor, now=_now(at)), as_json=json)
+        emit(
+            registry.record_oversight_draw(
+                "extensive-testing",
+                seed=seed,
+                parameters={"rate": rate, "devices": len(ids)},
+                result=chosen,
+                actor=actor,
+                now=_now(at),
+            ),
+            as_json=json,
+        )
 
 
 @oversight_app.command("assign-testing")
 @handle_errors
 def assign_testing(
-    lines: Annotated[list[Path], typer.Argument(help="One file per production line (ids a line); "
-                                                     "the file stem names the line.")],
+    lines: Annotated[
+        list[Path],
+        typer.Argument(help="One file per production line (ids a line); the file stem names the line."),
+    ],
     facility: Annotated[list[str], typer.Option(help="A testing facility (repeat).")],
     seed: Annotated[str, typer.Option(help="Public seed.")],
     db: DbOption = DEFAULT_URL,
@@ -521,10 +607,17 @@ def assign_testing(
     production = {path.stem: _ids(path) for path in lines}
     result = assign_to_testing(seed, production, facility)
     with _open(db) as registry:
-        emit(registry.record_oversight_draw("testing-assignment", seed=seed,
-                                            parameters={"facilities": sorted(facility),
-                                                        "lines": sorted(production)},
-                                            result=result, actor=actor, now=_now(at)), as_json=json)
+        emit(
+            registry.record_oversight_draw(
+                "testing-assignment",
+                seed=seed,
+                parameters={"facilities": sorted(facility), "lines": sorted(production)},
+                result=result,
+                actor=actor,
+                now=_now(at),
+            ),
+            as_json=json,
+        )
 
 
 @oversight_app.command("allocate")
@@ -549,9 +642,17 @@ def allocate(
         orders[name] = int(count)
     result = allocate_to_customers(seed, _ids(devices), orders)
     with _open(db) as registry:
-        emit(registry.record_oversight_draw("customer-allocation", seed=seed,
-                                            parameters={"orders": orders}, result=result,
-                                            actor=actor, now=_now(at)), as_json=json)
+        emit(
+            registry.record_oversight_draw(
+                "customer-allocation",
+                seed=seed,
+                parameters={"orders": orders},
+                result=result,
+                actor=actor,
+                now=_now(at),
+            ),
+            as_json=json,
+        )
 
 
 @oversight_app.command("research-samples")
@@ -571,7 +672,14 @@ def research_samples(
 
     result = draw_research_samples(seed, _ids(devices), researcher, per_researcher)
     with _open(db) as registry:
-        emit(registry.record_oversight_draw("research-sample", seed=seed,
-                                            parameters={"researchers": sorted(researcher),
-                                                        "per_researcher": per_researcher},
-                                            result=result, actor=actor, now=_now(at)), as_json=json)
+        emit(
+            registry.record_oversight_draw(
+                "research-sample",
+                seed=seed,
+                parameters={"researchers": sorted(researcher), "per_researcher": per_researcher},
+                result=result,
+                actor=actor,
+                now=_now(at),
+            ),
+            as_json=json,
+        )

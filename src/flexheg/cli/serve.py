@@ -19,25 +19,34 @@ logger = logging.getLogger(__name__)
 
 @handle_errors
 def command(
-    db: Annotated[str, typer.Option("--db", envvar="FLEXHEG_REGISTRY_URL",
-                                    help="Registry database URL.")] = "sqlite:///registry.db",
+    db: Annotated[
+        str, typer.Option("--db", envvar="FLEXHEG_REGISTRY_URL", help="Registry database URL.")
+    ] = "sqlite:///registry.db",
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
-    license_key: Annotated[list[str] | None, typer.Option(
-        help="STATE=KEY.pem: sign operating licenses for STATE with this key (repeat).")] = None,
+    license_key: Annotated[
+        list[str] | None,
+        typer.Option(help="STATE=KEY.pem: sign operating licenses for STATE with this key (repeat)."),
+    ] = None,
     agreement: Annotated[str | None, typer.Option(help="Agreement digest that licenses name.")] = None,
     attestation_deadline: Annotated[str, typer.Option(help="Attestation deadline, e.g. 7d.")] = "7d",
-    location_tolerance_km: Annotated[float, typer.Option(
-        help="Distance from the registered location that counts as away, in km.")] = 50.0,
-    power_off_threshold: Annotated[str, typer.Option(
-        help="Power-off periods longer than this need an explanation, e.g. 1h.")] = "1h",
+    location_tolerance_km: Annotated[
+        float, typer.Option(help="Distance from the registered location that counts as away, in km.")
+    ] = 50.0,
+    power_off_threshold: Annotated[
+        str, typer.Option(help="Power-off periods longer than this need an explanation, e.g. 1h.")
+    ] = "1h",
     license_validity: Annotated[str, typer.Option(help="Validity of issued licenses.")] = "30d",
-    translog_dir: Annotated[Path | None, typer.Option(
-        help="Serve the transparency log in this folder (made by 'flexheg log init') under /v1/log.")] = None,
-    translog_name: Annotated[str | None, typer.Option(
-        help="The log's key name (origin); read from the log folder by default.")] = None,
-    threads: Annotated[int, typer.Option(
-        "--threads", help="Threads that serve blocking requests.")] = 40,
+    translog_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Serve the transparency log in this folder (made by 'flexheg log init') under /v1/log."
+        ),
+    ] = None,
+    translog_name: Annotated[
+        str | None, typer.Option(help="The log's key name (origin); read from the log folder by default.")
+    ] = None,
+    threads: Annotated[int, typer.Option("--threads", help="Threads that serve blocking requests.")] = 40,
 ) -> None:
     """Serve the registry API over HTTP until interrupted."""
     import uvicorn
@@ -67,8 +76,7 @@ def command(
                     f"{name_file}: cannot read the log's name; pass --translog-name or a folder "
                     "made by 'flexheg log init'"
                 ) from None
-        translog = TranslogOptions(translog_dir / "log.sqlite", translog_dir / "log-key.pem",
-                                   translog_name)
+        translog = TranslogOptions(translog_dir / "log.sqlite", translog_dir / "log-key.pem", translog_name)
     config = ServerConfig(
         database_url=db,
         registry=RegistryConfig(

@@ -30,4 +30,3 @@ def equivocation(
         as_json=json,
         text=f"proven ({finding.kind}): {finding.message}\nkey id: {finding.key_id}",
     )
-

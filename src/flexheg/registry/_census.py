@@ -39,8 +39,16 @@ from flexheg.registry._oversight import OversightMixin
 logger = logging.getLogger(__name__)
 
 CENSUS_COLUMNS = (
-    "kind", "id", "owner", "latitude", "longitude", "region", "risk_weight", "site_id",
-    "manufacturer", "identity_key",
+    "kind",
+    "id",
+    "owner",
+    "latitude",
+    "longitude",
+    "region",
+    "risk_weight",
+    "site_id",
+    "manufacturer",
+    "identity_key",
 )
 _REQUIRED = frozenset({"kind", "id", "owner", "latitude", "longitude", "region"})
 _CENSUS_KINDS = (EntityKind.DEVICE.value, EntityKind.CHIP.value)
@@ -179,7 +187,12 @@ class CensusMixin(OversightMixin):
         progress: Callable[[int, int], None] | None,
     ) -> dict[str, Any]:
         reader = csv.DictReader(stream, strict=True)
-        header = reader.fieldnames or []
+        try:
+            header = reader.fieldnames or []
+        except csv.Error as exc:
+            raise InputError(
+                f"{name}: line 1: invalid CSV header ({exc}); the first line must name the columns"
+            ) from None
         missing = sorted(_REQUIRED - set(header))
         unknown = sorted(set(header) - set(CENSUS_COLUMNS))
         if missing or unknown:
@@ -228,8 +241,12 @@ class CensusMixin(OversightMixin):
             record.rows = rows
             import_id = record.id
         logger.info("census import %d from %s: %d rows by %s", import_id, name, rows, actor)
-        return {"import_id": import_id, "source": name, "rows": rows,
-                "digest": "sha256:" + stream.sha256.hexdigest()}
+        return {
+            "import_id": import_id,
+            "source": name,
+            "rows": rows,
+            "digest": "sha256:" + stream.sha256.hexdigest(),
+        }
 
     @staticmethod
     def _insert_chunk(
@@ -239,17 +256,23 @@ class CensusMixin(OversightMixin):
         ids = [values["id"] for _, values in chunk]
         keyids = [values["identity_keyid"] for _, values in chunk if values["identity_keyid"]]
         taken_ids = set(session.scalars(select(Entity.id).where(Entity.id.in_(ids))))
-        taken_keys = set(
-            session.scalars(select(Entity.identity_keyid).where(Entity.identity_keyid.in_(keyids)))
-        ) if keyids else set()
+        taken_keys = (
+            set(session.scalars(select(Entity.identity_keyid).where(Entity.identity_keyid.in_(keyids))))
+            if keyids
+            else set()
+        )
         site_ids = {values["site_id"] for _, values in chunk if values["site_id"]}
-        known_sites = set(
-            session.scalars(
-                select(Entity.id).where(
-                    Entity.id.in_(site_ids), Entity.kind == EntityKind.DATA_CENTER.value
+        known_sites = (
+            set(
+                session.scalars(
+                    select(Entity.id).where(
+                        Entity.id.in_(site_ids), Entity.kind == EntityKind.DATA_CENTER.value
+                    )
                 )
             )
-        ) if site_ids else set()
+            if site_ids
+            else set()
+        )
         seen_ids: set[str] = set()
         seen_keys: set[str] = set()
         for line, values in chunk:
@@ -260,8 +283,9 @@ class CensusMixin(OversightMixin):
                 )
             if keyid is not None and (keyid in taken_keys or keyid in seen_keys):
                 errors.append(
-                    RowError(line, f"identity key of {entity_id!r} is already registered or "
-                                   "repeats an earlier row")
+                    RowError(
+                        line, f"identity key of {entity_id!r} is already registered or repeats an earlier row"
+                    )
                 )
             if site_id is not None and site_id not in known_sites:
                 errors.append(RowError(line, f"site {site_id!r} is not a registered data center"))
