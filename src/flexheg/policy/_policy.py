@@ -1,6 +1,6 @@
 """Approval policies and their evaluation.
 
-A policy says which approvers must consent to an action. Evaluation counts *distinct approvers*
+A policy names the approvers who must consent to an action. Evaluation counts *distinct approvers*
 whose approval is valid: never signature entries, key ids or envelopes. An approver whose key is
 listed under two key ids, or who signed the same approval twice, still counts once.
 
