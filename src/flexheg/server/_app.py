@@ -6,6 +6,7 @@ write needs a role allowed to do it; an owner sees only the entities it owns.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -109,10 +110,11 @@ def current_principal(
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     principal = registry_of(request).authenticate(credentials.credentials)
     if principal is None:
-        logger.warning("rejected an unknown or revoked token from %s",
-                       request.client.host if request.client else "unknown client")
-        raise HTTPException(401, "invalid or revoked bearer token",
-                            headers={"WWW-Authenticate": "Bearer"})
+        logger.warning(
+            "rejected an unknown or revoked token from %s",
+            request.client.host if request.client else "unknown client",
+        )
+        raise HTTPException(401, "invalid or revoked bearer token", headers={"WWW-Authenticate": "Bearer"})
     return principal
 
 
@@ -170,15 +172,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        logger.info("%s %s failed with %d: %s", request.method, request.url.path, exc.status_code,
-                    exc.detail)
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail},
-                            headers=exc.headers)
+        logger.info("%s %s failed with %d: %s", request.method, request.url.path, exc.status_code, exc.detail)
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.detail}, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        logger.info("%s %s: invalid request: %d error(s)", request.method, request.url.path,
-                    len(exc.errors()))
+        logger.info(
+            "%s %s: invalid request: %d error(s)", request.method, request.url.path, len(exc.errors())
+        )
         messages = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
@@ -186,8 +187,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("%s %s failed with an internal error", request.method, request.url.path,
-                     exc_info=exc)
+        logger.error("%s %s failed with an internal error", request.method, request.url.path, exc_info=exc)
         return JSONResponse(status_code=500, content={"detail": "internal server error"})
 
 
@@ -207,6 +207,70 @@ def _translog_router(options: TranslogOptions) -> APIRouter | None:
     signer = NoteSigner.from_pem(options.name, pem, what=str(options.key_path))
     log = TransparencyLog(SQLiteLogStorage(options.storage_path), signer)
     return create_router(log)
+
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Largest request body the server reads; census files above this go through the CLI."""
+
+
+class BodyLimit:
+    """ASGI middleware that answers 413 before reading a body above ``limit`` bytes.
+
+    It checks the declared Content-Length first, then counts the bytes of bodies sent without
+    one, so an anonymous client cannot make the server buffer an arbitrarily large request.
+    """
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._reject(send)
+            return
+        received = 0
+        too_large = False
+
+        async def counting_receive() -> Any:
+            nonlocal received, too_large
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                # Tell the app the client went away, so that it stops reading the body.
+                too_large = True
+                return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Any) -> None:
+            if not too_large:
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large:
+            await self._reject(send)
+
+    async def _reject(self, send: Any) -> None:
+        logger.warning("rejected a request body above %d bytes", self.limit)
+        body = json.dumps({"detail": f"request body above {self.limit} bytes"}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
 
 def create_app(
@@ -255,13 +319,18 @@ def create_app(
     )
     app.state.config = config
     app.state.registry = registry
+    app.add_middleware(BodyLimit)
     _install_error_handlers(app)
     app.include_router(build_router(), prefix=API_PREFIX, responses=ERROR_RESPONSES)
     if config.translog is not None:
         log_router = _translog_router(config.translog)
         if log_router is not None:
-            app.include_router(log_router, prefix=f"{API_PREFIX}/log", tags=["transparency log"],
-                               dependencies=[Depends(log_write_guard)])
+            app.include_router(
+                log_router,
+                prefix=f"{API_PREFIX}/log",
+                tags=["transparency log"],
+                dependencies=[Depends(log_write_guard)],
+            )
     for prefix, router in routers:
         app.include_router(router, prefix=prefix)
     return app

@@ -125,6 +125,12 @@ class SerialReuseProof:
                 "the approvals have different serials",
                 expected=str(first.serial), actual=str(second.serial),
             )
+        if first.agreement != second.agreement:
+            # Serials are counted per agreement, so one serial in two agreements is no conflict.
+            raise _not_proven(
+                "the approvals belong to different agreements",
+                expected=first.agreement, actual=second.agreement,
+            )
         if (first.agreement, first.action, first.subject) == (
             second.agreement, second.action, second.subject
         ):
