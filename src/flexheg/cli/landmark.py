@@ -159,8 +159,10 @@ def link(
     json: JsonOption = False,
 ) -> None:
     """Relay UDP datagrams, delaying each by the propagation time of a link of this length."""
-    if distance_km < 0:
-        raise InputError(f"--distance-km {distance_km} is negative")
+    if not 0 <= distance_km <= 40_075:
+        raise InputError(
+            f"--distance-km {distance_km} is invalid; give 0 to 40075 km (the Earth's circumference)"
+        )
     host, port = _parse_listen(listen)
     delay_ns = propagation_delay_ns(round(distance_km * 1000), signal_speed)
     emulator = LinkEmulator(parse_address(upstream), delay_ns, host=host, port=port)

@@ -270,6 +270,9 @@ class GeoPoint:
 
     @classmethod
     def from_degrees(cls, latitude: float, longitude: float) -> GeoPoint:
+        for name, value in (("latitude", latitude), ("longitude", longitude)):
+            if not math.isfinite(value):
+                raise InputError(f"{name} {value} is not a finite number of degrees")
         return cls(round(latitude * 1_000_000), round(longitude * 1_000_000))
 
     def to_dict(self) -> dict[str, int]:
