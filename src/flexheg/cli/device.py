@@ -142,6 +142,33 @@ def change_approvers(
     )
 
 
+@app.command("license")
+@handle_errors
+def license_(
+    folder: DeviceDir,
+    license_file: Annotated[
+        Path, typer.Argument(help="Operating license (DSSE envelope) from a licensing state.")
+    ],
+    log_bundle: LogBundleOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Install an operating license signed by one of the agreement's licensing states."""
+    envelope = read_envelope(license_file)
+    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    granted = Device(folder).install_license(envelope, log_bundle=bundle)
+    emit(
+        {
+            "ok": True,
+            "licensing_state": granted.licensing_state,
+            "serial": granted.serial,
+            "not_before": granted.not_before,
+            "not_after": granted.not_after,
+        },
+        as_json=json,
+        text=f"installed license {granted.serial} from {granted.licensing_state} until {granted.not_after}",
+    )
+
+
 @app.command("admit")
 @handle_errors
 def admit(

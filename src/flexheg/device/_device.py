@@ -292,8 +292,12 @@ class Device:
                 raise InputError(f"{self.folder}: not a device folder")
             self.store.erase_keys(f"tamper sensor fired: {sensor}", int(self._host_clock()))
 
-    def install_license(self, envelope: Envelope) -> OperatingLicense:
-        """Verify an operating license against the agreement's licensing states and keep it."""
+    def install_license(self, envelope: Envelope, *, log_bundle: bytes | None = None) -> OperatingLicense:
+        """Verify an operating license against the agreement's licensing states and keep it.
+
+        When the agreement names a transparency log, the license (its envelope JSON) must be
+        proved to be in the log, like updates and approvals.
+        """
 
         def run(state: DeviceState | None, now: int) -> tuple[DeviceState, OperatingLicense]:
             enabled = processor._check_enabled(state)
@@ -304,7 +308,11 @@ class Device:
                 licensing_states={s.id: s.keys for s in enabled.agreement.licensing_states},
                 now=now,
             )
-            return dataclasses.replace(enabled, license=envelope, clock_high_water=now), license_
+            checkpoint = processor.check_logged(enabled, envelope.to_json(), [], log_bundle)
+            new_state = dataclasses.replace(
+                enabled, license=envelope, checkpoint=checkpoint, clock_high_water=now
+            )
+            return new_state, license_
 
         return self._operate(run)
 

@@ -125,7 +125,7 @@ def _check_approvals(
     return result
 
 
-def _check_logged(
+def check_logged(
     state: DeviceState, payload: bytes, approvals: Sequence[Envelope], log_bundle: bytes | None
 ) -> str | None:
     """Check that the subject and every approval are logged; return the newest checkpoint seen.
@@ -240,7 +240,7 @@ def install(
 
     # Step 3.
     result = _check_approvals(state, approvals, action=Action.INSTALL, subject=digest, now=now)
-    checkpoint = _check_logged(state, payload, approvals, log_bundle)
+    checkpoint = check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
     if update.version <= state.highest_version:
@@ -330,7 +330,7 @@ def extend(
 
     # Step 3.
     result = _check_approvals(state, approvals, action=Action.EXTEND, subject=digest, now=now)
-    checkpoint = _check_logged(state, payload, approvals, log_bundle)
+    checkpoint = check_logged(state, payload, approvals, log_bundle)
 
     # Step 4.
     installed = state.installed
@@ -477,7 +477,7 @@ def change_approvers(
     require(old_result, action=Action.CHANGE_APPROVERS)
     new_result = evaluate(policy, new, verified, action=Action.CHANGE_APPROVERS, now=now)
     require(new_result, action=Action.CHANGE_APPROVERS)
-    checkpoint = _check_logged(state, payload, approvals, log_bundle)
+    checkpoint = check_logged(state, payload, approvals, log_bundle)
 
     new_state = dataclasses.replace(
         state,
