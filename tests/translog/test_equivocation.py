@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from flexheg.authority._approver import sign_approval
+from flexheg.device import LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.policy import Action
-from flexheg.translog.demo import demo_subject, run_double_signing_story
+from flexheg.rules import Ruleset, RulesetUpdate, parse_rule
 from flexheg.translog.equivocation import (
     SerialReuseProof,
     StaleExtensionProof,
@@ -23,9 +23,12 @@ from flexheg.wire import Envelope, SigningKey, sha256_digest
 
 KEY = SigningKey.generate()
 AGREEMENT = sha256_digest(b"agreement")
-V1 = demo_subject("ruleset-update", 1, "v1")
-V2 = demo_subject("ruleset-update", 2, "v2")
-EXT1 = demo_subject("lifetime-extension", 1, "extend v1")
+RULES = Ruleset(
+    [parse_rule({"id": "all", "effect": "allow", "when": "true", "reason": "test"}, caps={}, where="test")]
+)
+V1 = RulesetUpdate(AGREEMENT, 1, 1_800_000_000, 86400, RULES).encode()
+V2 = RulesetUpdate(AGREEMENT, 2, 1_800_000_000, 86400, RULES).encode()
+EXT1 = LifetimeExtension(AGREEMENT, sha256_digest(V1), 1, 1, 1_800_000_000 + 2 * 86400).encode()
 
 
 def approve(
@@ -131,7 +134,7 @@ def test_stale_extension_wrong_subject_bytes() -> None:
 
 
 def test_extension_of_newest_not_proof() -> None:
-    ext2 = demo_subject("lifetime-extension", 2, "extend v2")
+    ext2 = LifetimeExtension(AGREEMENT, sha256_digest(V2), 2, 1, 1_800_000_000 + 2 * 86400).encode()
     proof = stale(approve(V2, 4), V2, approve(ext2, 5, Action.EXTEND), ext2)
     with pytest.raises(Rejected, match="not older"):
         verify_equivocation(proof)
@@ -165,15 +168,10 @@ def test_scan_ignores_honest_history() -> None:
         V2,
         approve(V1, 0),
         approve(V2, 1),
-        approve(demo_subject("lifetime-extension", 2, "x"), 2, Action.EXTEND),
+        approve(
+            LifetimeExtension(AGREEMENT, sha256_digest(V2), 2, 1, 1_800_000_000 + 3 * 86400).encode(),
+            2,
+            Action.EXTEND,
+        ),
     ]
     assert scan_entries(entries, {"bloc-a": KEY.public}) == []
-
-
-def test_demo_story(tmp_path: Path) -> None:
-    report = run_double_signing_story(tmp_path, now=1_800_000_000)
-    assert report.finding is not None
-    assert report.finding.party == "bloc-c"
-    assert any("rollback" in step for step in report.steps)
-    assert any("rejected the unlogged" in step for step in report.steps)
-    assert report.proof_path is not None
