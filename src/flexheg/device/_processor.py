@@ -526,8 +526,8 @@ def admit(
     used = account.flop_used if account is not None else 0
     flop_total = used + flop
     if account is not None and _descriptor(account.facts) != _descriptor(facts):
-        # A run keeps the descriptor it was admitted with; otherwise re-admitting a training run
-        # as inference would let metering judge its later steps under another rule.
+        # A run keeps the descriptor it was admitted with. Re-admitting a training run as
+        # inference would otherwise let metering judge its later steps under another rule.
         decision = Decision(
             False, None, f"run {run_id!r} was admitted with another descriptor; a run keeps its descriptor"
         )
@@ -561,7 +561,7 @@ def meter(
     """Charge metered FLOP of one step to an admitted run, re-checking the active rules.
 
     The step is judged with the facts the run was admitted with, ``workload.flop`` set to the
-    step's FLOP and ``run.flop_total`` to the run's total including the step, so a cap holds over
+    step's FLOP and ``run.flop_total`` to the run's total including the step, so a cap applies to
     the whole run. A denied step is not charged.
     """
     state = _check_enabled(state)
