@@ -539,6 +539,27 @@ def _ids(path: Path) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
+def _record_draw(
+    db: str,
+    kind: str,
+    seed: str,
+    parameters: dict[str, Any],
+    result: Any,
+    *,
+    actor: str,
+    at: str | None,
+    as_json: bool,
+) -> None:
+    """Record a production-oversight draw in the registry and print the stored record."""
+    with _open(db) as registry:
+        emit(
+            registry.record_oversight_draw(
+                kind, seed=seed, parameters=parameters, result=result, actor=actor, now=_now(at)
+            ),
+            as_json=as_json,
+        )
+
+
 @oversight_app.command("detection")
 @handle_errors
 def detection(
@@ -573,18 +594,16 @@ def extensive_testing(
 
     ids = _ids(devices)
     chosen = draw_extensive_testing(seed, ids, _rate(rate))
-    with _open(db) as registry:
-        emit(
-            registry.record_oversight_draw(
-                "extensive-testing",
-                seed=seed,
-                parameters={"rate": rate, "devices": len(ids)},
-                result=chosen,
-                actor=actor,
-                now=_now(at),
-            ),
-            as_json=json,
-        )
+    _record_draw(
+        db,
+        "extensive-testing",
+        seed,
+        {"rate": rate, "devices": len(ids)},
+        chosen,
+        actor=actor,
+        at=at,
+        as_json=json,
+    )
 
 
 @oversight_app.command("assign-testing")
@@ -606,18 +625,16 @@ def assign_testing(
 
     production = {path.stem: _ids(path) for path in lines}
     result = assign_to_testing(seed, production, facility)
-    with _open(db) as registry:
-        emit(
-            registry.record_oversight_draw(
-                "testing-assignment",
-                seed=seed,
-                parameters={"facilities": sorted(facility), "lines": sorted(production)},
-                result=result,
-                actor=actor,
-                now=_now(at),
-            ),
-            as_json=json,
-        )
+    _record_draw(
+        db,
+        "testing-assignment",
+        seed,
+        {"facilities": sorted(facility), "lines": sorted(production)},
+        result,
+        actor=actor,
+        at=at,
+        as_json=json,
+    )
 
 
 @oversight_app.command("allocate")
@@ -641,18 +658,9 @@ def allocate(
             raise InputError(f"--order {item!r} is invalid; write CUSTOMER=COUNT")
         orders[name] = int(count)
     result = allocate_to_customers(seed, _ids(devices), orders)
-    with _open(db) as registry:
-        emit(
-            registry.record_oversight_draw(
-                "customer-allocation",
-                seed=seed,
-                parameters={"orders": orders},
-                result=result,
-                actor=actor,
-                now=_now(at),
-            ),
-            as_json=json,
-        )
+    _record_draw(
+        db, "customer-allocation", seed, {"orders": orders}, result, actor=actor, at=at, as_json=json
+    )
 
 
 @oversight_app.command("research-samples")
@@ -671,15 +679,13 @@ def research_samples(
     from flexheg.registry import draw_research_samples
 
     result = draw_research_samples(seed, _ids(devices), researcher, per_researcher)
-    with _open(db) as registry:
-        emit(
-            registry.record_oversight_draw(
-                "research-sample",
-                seed=seed,
-                parameters={"researchers": sorted(researcher), "per_researcher": per_researcher},
-                result=result,
-                actor=actor,
-                now=_now(at),
-            ),
-            as_json=json,
-        )
+    _record_draw(
+        db,
+        "research-sample",
+        seed,
+        {"researchers": sorted(researcher), "per_researcher": per_researcher},
+        result,
+        actor=actor,
+        at=at,
+        as_json=json,
+    )
