@@ -14,7 +14,8 @@ from flexheg.cli._output import EXIT_REJECTED, JsonOption, emit, handle_errors
 from flexheg.device import Agreement, ApproverSetChange, Device, LifetimeExtension
 from flexheg.errors import InputError, Reason, Rejected
 from flexheg.rules import RulesetUpdate, parse_workload
-from flexheg.wire import load_signing_key
+from flexheg.wire import Envelope, load_signing_key
+from flexheg.wire._statement import S
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -37,6 +38,18 @@ LogBundleOption = Annotated[
         "--log-bundle", help="Proof bundle from 'flexheg log prove' (needed when the agreement names a log)."
     ),
 ]
+
+
+def _read_bundle(path: Path | None) -> bytes | None:
+    return read_bytes(path, what="log bundle") if path else None
+
+
+def _signed_inputs(
+    subject: Path, cls: type[S], approval_paths: list[Path], log_bundle: Path | None
+) -> tuple[bytes, list[Envelope], bytes | None]:
+    """Read a subject statement file, its approval files and the optional log proof bundle."""
+    payload, _ = read_statement(subject, cls)
+    return payload, [read_envelope(path) for path in approval_paths], _read_bundle(log_bundle)
 
 
 @app.command("provision")
@@ -71,9 +84,7 @@ def install(
     json: JsonOption = False,
 ) -> None:
     """Install a ruleset update with its approvals."""
-    payload, _ = read_statement(update, RulesetUpdate)
-    approvals = [read_envelope(path) for path in approval]
-    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    payload, approvals, bundle = _signed_inputs(update, RulesetUpdate, approval, log_bundle)
     result = Device(folder).install(payload, approvals, log_bundle=bundle)
     emit(
         {
@@ -98,9 +109,7 @@ def extend(
     json: JsonOption = False,
 ) -> None:
     """Extend the installed update's lifetime with approvals."""
-    payload, _ = read_statement(extension, LifetimeExtension)
-    approvals = [read_envelope(path) for path in approval]
-    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    payload, approvals, bundle = _signed_inputs(extension, LifetimeExtension, approval, log_bundle)
     result = Device(folder).extend(payload, approvals, log_bundle=bundle)
     emit(
         {
@@ -125,9 +134,7 @@ def change_approvers(
     json: JsonOption = False,
 ) -> None:
     """Replace the approver set; needs the change-approvers policy of the old and the new set."""
-    payload, _ = read_statement(change, ApproverSetChange)
-    approvals = [read_envelope(path) for path in approval]
-    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    payload, approvals, bundle = _signed_inputs(change, ApproverSetChange, approval, log_bundle)
     result = Device(folder).change_approvers(payload, approvals, log_bundle=bundle)
     emit(
         {
@@ -154,7 +161,7 @@ def license_(
 ) -> None:
     """Install an operating license signed by one of the agreement's licensing states."""
     envelope = read_envelope(license_file)
-    bundle = read_bytes(log_bundle, what="log bundle") if log_bundle else None
+    bundle = _read_bundle(log_bundle)
     granted = Device(folder).install_license(envelope, log_bundle=bundle)
     emit(
         {
