@@ -149,7 +149,7 @@ def test_not_a_device_folder(tmp_path: Path) -> None:
 
 def test_provision_twice_rejected(parties: Parties, device: Device) -> None:
     before = device.store.state_path.read_bytes()
-    with pytest.raises(InputError, match="already holds a device"):
+    with pytest.raises(InputError, match="already contains a device"):
         parties.provision(device.folder, FakeClock())
     assert device.store.state_path.read_bytes() == before
 

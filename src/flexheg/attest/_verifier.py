@@ -17,7 +17,7 @@ from flexheg.wire import Envelope, Fields, loads_strict, parse_statement, sha256
 
 @dataclass(frozen=True)
 class EvidenceBundle:
-    """What a device hands a verifier: the signed evidence and the manufacturer's certificate."""
+    """Evidence as a device hands it to a verifier: the signed claims and the manufacturer's certificate."""
 
     evidence: Envelope
     certificate: Envelope
@@ -65,7 +65,7 @@ def appraise(
       2. the evidence is signed by the certified identity key (``bad-signature``);
       3. the evidence names this agreement (``wrong-agreement``) and the certified device, which is
          the device the verifier asked when it names one (``wrong-device``);
-      4. the evidence answers our nonce and is recent (``stale-nonce``).
+      4. the evidence is bound to the verifier's nonce and is recent (``stale-nonce``).
     """
     agreement_digest = sha256_digest(agreement_payload)
     try:
@@ -133,7 +133,7 @@ def appraise(
     # Step 4: freshness.
     if evidence.nonce != nonce:
         raise Rejected(
-            Reason.STALE_NONCE, "the evidence answers another nonce", expected=nonce, actual=evidence.nonce
+            Reason.STALE_NONCE, "the evidence is bound to another nonce", expected=nonce, actual=evidence.nonce
         )
     if not now - max_age <= evidence.time <= now + max_age:
         raise Rejected(

@@ -129,7 +129,7 @@ class SealedStore:
         """
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.is_device_folder():
-            raise InputError(f"{self.folder}: already holds a device; choose an empty folder")
+            raise InputError(f"{self.folder}: already contains a device; choose an empty folder")
         write_atomic(self.folder / IDENTITY_FILE, identity_pem)
         write_atomic(self.folder / SEAL_KEY_FILE, secrets.token_bytes(32).hex().encode("ascii"))
         self.save(state)
@@ -177,7 +177,7 @@ class SealedStore:
         try:
             body = encode(state)
         except InputError as exc:
-            raise IntegrityError(f"the sealed state holds values the device never writes ({exc})") from None
+            raise IntegrityError(f"the sealed state contains values no device writes ({exc})") from None
         mac = hmac.HMAC(key, hashes.SHA256())
         mac.update(body)
         try:

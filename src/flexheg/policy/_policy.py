@@ -107,7 +107,7 @@ def check_approver_set(approvers: Sequence[Approver], *, where: str) -> None:
 
 @dataclass(frozen=True)
 class Policy:
-    """Which approvers must consent: ``all``, ``majority`` of votes, or ``weighted`` k votes."""
+    """Approval policy: ``all`` approvers, a ``majority`` of votes, or ``weighted`` (k votes)."""
 
     kind: str
     threshold: int = 0

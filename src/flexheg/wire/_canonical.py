@@ -72,7 +72,7 @@ def encode(value: JSONValue) -> bytes:
     """Encode ``value`` as RFC 8785 canonical JSON bytes.
 
     Raises:
-        InputError: the value holds a float, an out-of-range integer or a non-JSON type, or it
+        InputError: the value contains a float, an out-of-range integer or a non-JSON type, or it
             is nested deeper than the interpreter's recursion limit allows.
     """
     try:
