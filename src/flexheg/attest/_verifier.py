@@ -133,7 +133,10 @@ def appraise(
     # Step 4: freshness.
     if evidence.nonce != nonce:
         raise Rejected(
-            Reason.STALE_NONCE, "the evidence is bound to another nonce", expected=nonce, actual=evidence.nonce
+            Reason.STALE_NONCE,
+            "the evidence is bound to another nonce",
+            expected=nonce,
+            actual=evidence.nonce,
         )
     if not now - max_age <= evidence.time <= now + max_age:
         raise Rejected(
